@@ -1,0 +1,55 @@
+# tiedae — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TF_EXTRA ?= cpu
+SWEEP ?=
+ARGS ?=
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup data run sweep table test lint bench ui clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[$(TF_EXTRA),dev]'
+	touch $@
+
+setup: $(STAMP) data  ## create .venv with everything, and fetch Fashion-MNIST
+
+data:  ## install Fashion-MNIST from Debian's dataset-fashion-mnist (as root), if missing
+	@if [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz ]; then echo "Fashion-MNIST: $(FASHION_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+	  && echo "Fashion-MNIST: installed to $(FASHION_DIR)"; \
+	else echo "Fashion-MNIST: not installed here; Keras will download it on first use (or set data.dir=...)"; fi
+
+run: setup  ## one run with the default config; add overrides with ARGS="model=untied labels.count=100"
+	$(BIN)/tiedae $(ARGS)
+
+sweep: setup  ## the default study (experiment=sweep), then the table
+	$(BIN)/tiedae experiment=sweep $(ARGS)
+	$(BIN)/python -m tiedae.report
+
+table: $(STAMP)  ## table + plot of the latest sweep (or SWEEP=name) into experiments/<sweep>/
+	$(BIN)/python -m tiedae.report $(if $(SWEEP),--sweep $(SWEEP))
+
+test: setup  ## the test suite
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check tiedae tests && $(BIN)/ruff format --check tiedae tests
+
+bench: setup  ## speed benchmark against the seed's plain fit, written to experiments/bench/
+	$(BIN)/python -m tiedae.bench $(ARGS)
+
+ui: $(STAMP)  ## the MLflow UI on the embedded store, at http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:  ## remove Hydra outputs (keeps mlflow.db and mlartifacts/)
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,4 @@
+"""tiedae: does pretraining an autoencoder on all images help a classifier with few labels,
+and does tying the decoder's weights to the encoder's matter?"""
+
+__version__ = "0.1.0"

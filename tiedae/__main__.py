@@ -1,0 +1,3 @@
+from tiedae.cli import main
+
+main()

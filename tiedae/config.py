@@ -1,0 +1,206 @@
+"""The composed config: validation before any training, and the names and keys derived from it.
+
+Every rule here gives a one-line message that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = PROJECT_ROOT / "conf"
+DATASETS = ("fashion_mnist", "digits")
+ACTIVATIONS = ("selu", "relu", "elu", "gelu", "tanh", "sigmoid", "swish", "linear")
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal",
+                "lecun_uniform")  # fmt: skip
+OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
+AE_LOSSES = ("binary_crossentropy", "mse")
+NOISES = ("none", "gaussian", "dropout")
+PRETRAININGS = ("none", "autoencoder")
+
+if not OmegaConf.has_resolver("project_root"):
+    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+
+
+class ConfigError(ValueError):
+    """A config value is not allowed; the message names the key and what is allowed."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(problems: list[str], key: str, value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        problems.append(f"{key}={value!r} must be a positive integer")
+
+
+def _positive_number(problems: list[str], key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        problems.append(f"{key}={value!r} must be a positive number")
+
+
+def _one_of(problems: list[str], key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        problems.append(f"{key}={value!r} is unknown; allowed: {', '.join(allowed)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError listing every invalid value; does no I/O."""
+    problems: list[str] = []
+    _one_of(problems, "data.name", cfg.data.name, DATASETS)
+    _validate_labels(problems, cfg.labels)
+    if not _is_int(cfg.seed) or cfg.seed < 0:
+        problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
+    _validate_model(problems, cfg.model)
+    _one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
+    if cfg.pretrain.name == "autoencoder":
+        _validate_autoencoder(problems, cfg.pretrain)
+    _validate_classifier(problems, cfg.classifier, cfg.model)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _validate_labels(problems: list[str], labels: DictConfig) -> None:
+    count, fraction = labels.get("count"), labels.get("fraction")
+    if count is not None and fraction is not None:
+        problems.append(
+            f"labels.count={count} and labels.fraction={fraction} are both set; set one, e.g. "
+            "labels.count=null labels.fraction=0.1"
+        )
+    if fraction is not None and (
+        isinstance(fraction, bool) or not isinstance(fraction, int | float)
+        or not 0 < fraction <= 1
+    ):  # fmt: skip
+        problems.append(f"labels.fraction={fraction!r} must be in (0, 1]")
+    if count is not None and count != "all" and (not _is_int(count) or count < 1):
+        problems.append(f"labels.count={count!r} must be a positive integer or 'all'")
+
+
+def _validate_model(problems: list[str], model: DictConfig) -> None:
+    sizes = model.get("sizes")
+    if not OmegaConf.is_list(sizes) or len(sizes) == 0:
+        problems.append(f"model.sizes={sizes!r} must be a non-empty list of widths, e.g. [100,30]")
+    elif not all(_is_int(width) and width > 0 for width in sizes):
+        problems.append(
+            f"model.sizes={list(sizes)} must hold positive integers; a tied decoder mirrors "
+            "each width"
+        )
+    if not isinstance(model.get("tied"), bool):
+        problems.append(f"model.tied={model.get('tied')!r} must be true or false")
+    _one_of(problems, "model.activation", model.activation, ACTIVATIONS)
+    _one_of(problems, "model.kernel_initializer", model.kernel_initializer, INITIALIZERS)
+
+
+def _validate_autoencoder(problems: list[str], pretrain: DictConfig) -> None:
+    _positive_int(problems, "pretrain.epochs", pretrain.epochs)
+    _positive_int(problems, "pretrain.batch_size", pretrain.batch_size)
+    _positive_number(problems, "pretrain.learning_rate", pretrain.learning_rate)
+    _one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
+    _one_of(problems, "pretrain.loss", pretrain.loss, AE_LOSSES)
+    _one_of(problems, "pretrain.input_noise", pretrain.get("input_noise", "none"), NOISES)
+    rate = pretrain.get("noise_rate", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+        problems.append(f"pretrain.noise_rate={rate!r} must be a number >= 0")
+
+
+def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
+    reuse = classifier.get("reuse_layers")
+    n_layers = len(model.sizes) if OmegaConf.is_list(model.get("sizes")) else 0
+    if reuse is not None and (not _is_int(reuse) or not 1 <= reuse <= max(n_layers, 1)):
+        problems.append(
+            f"classifier.reuse_layers={reuse!r} must be null (all) or 1..{n_layers}, the number "
+            "of encoder layers in model.sizes"
+        )
+    if not isinstance(classifier.get("freeze"), bool):
+        problems.append(f"classifier.freeze={classifier.get('freeze')!r} must be true or false")
+    _positive_int(problems, "classifier.epochs", classifier.epochs)
+    _positive_int(problems, "classifier.patience", classifier.patience)
+    _positive_int(problems, "classifier.batch_size", classifier.batch_size)
+    _positive_number(problems, "classifier.learning_rate", classifier.learning_rate)
+    _one_of(problems, "classifier.optimizer", classifier.optimizer, OPTIMIZERS)
+
+
+# --- names and keys ----------------------------------------------------------------------
+
+
+def is_pretrained(cfg: DictConfig) -> bool:
+    return cfg.pretrain.name != "none"
+
+
+def reuse_layers(cfg: DictConfig) -> int:
+    reuse = cfg.classifier.get("reuse_layers")
+    return len(cfg.model.sizes) if reuse is None else int(reuse)
+
+
+def method_name(cfg: DictConfig) -> str:
+    """The table row a run belongs to, e.g. ``scratch`` or ``tied-autoencoder-frozen``."""
+    if not is_pretrained(cfg):
+        return "scratch"
+    return f"{cfg.model.name}-{cfg.pretrain.name}-{cfg.classifier.name}"
+
+
+def labels_label(cfg: DictConfig) -> str:
+    labels = cfg.labels
+    if labels.get("fraction") is not None:
+        return f"{labels.fraction:g}"
+    return str(labels.count if labels.count is not None else "all")
+
+
+def run_name(cfg: DictConfig) -> str:
+    return f"{method_name(cfg)} n={labels_label(cfg)} seed={cfg.seed}"
+
+
+def _without(section: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k not in keys}
+
+
+def pretrain_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What the autoencoder depends on: data, model, pretraining, seed — nothing else."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return {
+        "data": _without(plain["data"], "dir"),
+        "model": _without(plain["model"], "name"),
+        "pretrain": plain["pretrain"],
+        "seed": plain["seed"],
+    }
+
+
+def run_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What a job's result depends on; scratch runs ignore the (unused) decoder and freezing."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    settings = {
+        **pretrain_settings(cfg),
+        "classifier": _without(plain["classifier"], "name"),
+        "labels": plain["labels"],
+    }
+    if not is_pretrained(cfg):
+        settings["model"] = _without(settings["model"], "tied")
+        settings["classifier"] = _without(settings["classifier"], "freeze")
+    return settings
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def flatten(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay whole, as their string form."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    flat: dict[str, Any] = {}
+    for key, value in plain.items():
+        if key == "hydra":
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,259 @@
+"""Stage 1 — data: load a dataset into train/valid/test splits and draw the labeled subset.
+
+Fashion-MNIST is read from its four IDX ``.gz`` files, looked for in ``data.dir``, then in
+Debian's ``dataset-fashion-mnist`` package, then fetched by Keras's downloader. ``digits`` is
+scikit-learn's bundled 8x8 digits, small enough for tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+IDX_UBYTE = 0x08
+
+
+class DataError(ValueError):
+    """The data on disk is missing or malformed; the message says which file and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Images as float32 in [0, 1] with integer labels; shapes (n, *image_shape) and (n,)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+# --- IDX files ---------------------------------------------------------------------------
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read a gzipped IDX file of unsigned bytes (the MNIST format) into a uint8 array."""
+    path = Path(path)
+    hint = "re-download it, or reinstall the Debian package dataset-fashion-mnist"
+    try:
+        with gzip.open(path, "rb") as stream:
+            raw = stream.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; {hint}") from None
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path}: not a readable gzip file ({error}); {hint}") from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header; {hint}")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != IDX_UBYTE or not 1 <= ndim <= 4:
+        raise DataError(
+            f"{path}: wrong magic number 0x{raw[:4].hex()} (expected 0x000008 followed by the "
+            f"number of dimensions): not an IDX file of unsigned bytes; {hint}"
+        )
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise DataError(f"{path}: truncated inside its header; {hint}")
+    shape = struct.unpack(f">{ndim}I", raw[4:header_size])
+    expected = int(np.prod(shape))
+    found = len(raw) - header_size
+    if found != expected:
+        raise DataError(
+            f"{path}: header promises {expected} bytes of data {shape} but the file holds {found} "
+            f"(truncated or corrupted); {hint}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(
+            f"{images_path.parent}: expected images of 3 dimensions and labels of 1, found "
+            f"{images.ndim} and {labels.ndim}; check that the files are not swapped"
+        )
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path.parent}: {images_path.name} holds {len(images)} images but "
+            f"{labels_path.name} holds {len(labels)} labels; the two files must come from the same "
+            "release"
+        )
+    return images, labels
+
+
+def find_fashion_mnist_dir(configured_dir: str | None) -> Path | None:
+    """The folder holding the four IDX files, or None when Keras's downloader must be used.
+
+    A configured ``data.dir`` is authoritative: if it is set but incomplete, that is an error.
+    """
+    if configured_dir:
+        folder = Path(configured_dir).expanduser()
+        missing = [name for name in FASHION_MNIST_FILES.values() if not (folder / name).exists()]
+        if missing:
+            raise DataError(
+                f"data.dir={folder} lacks {', '.join(missing)}; point data.dir at a folder with "
+                "the four Fashion-MNIST .gz files, or set data.dir=null to use the default places"
+            )
+        return folder
+    if all((DEBIAN_FASHION_MNIST_DIR / n).exists() for n in FASHION_MNIST_FILES.values()):
+        return DEBIAN_FASHION_MNIST_DIR
+    return None
+
+
+def _load_fashion_mnist_arrays(configured_dir: str | None):
+    folder = find_fashion_mnist_dir(configured_dir)
+    if folder is None:
+        import keras  # deferred: only users without the files on disk need the downloader
+
+        try:
+            return keras.datasets.fashion_mnist.load_data()
+        except Exception as error:
+            raise DataError(
+                "Fashion-MNIST is not on disk and Keras could not download it "
+                f"({type(error).__name__}: {error}); install the Debian package "
+                "dataset-fashion-mnist (make setup does, as root) or set data.dir"
+            ) from None
+    files = {key: folder / name for key, name in FASHION_MNIST_FILES.items()}
+    train = _read_pair(files["train_images"], files["train_labels"])
+    test = _read_pair(files["test_images"], files["test_labels"])
+    return train, test
+
+
+def load_fashion_mnist(configured_dir: str | None = None, valid_size: int = 5000) -> Splits:
+    """Fashion-MNIST; validation is the last ``valid_size`` training images, as the book does."""
+    (x_train_all, y_train_all), (x_test, y_test) = _load_fashion_mnist_arrays(configured_dir)
+    if not 0 < valid_size < len(x_train_all):
+        raise DataError(f"data.valid_size={valid_size} must be in (0, {len(x_train_all)})")
+    x_train_all = _to_unit_float(x_train_all)
+    return Splits(
+        name="fashion_mnist",
+        x_train=x_train_all[:-valid_size],
+        y_train=y_train_all[:-valid_size].astype(np.int64),
+        x_valid=x_train_all[-valid_size:],
+        y_valid=y_train_all[-valid_size:].astype(np.int64),
+        x_test=_to_unit_float(x_test),
+        y_test=np.asarray(y_test, dtype=np.int64),
+        class_names=FASHION_MNIST_CLASSES,
+    )
+
+
+def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
+    """scikit-learn's 1,797 bundled 8x8 digits, pixels scaled to [0, 1], a fixed shuffled split."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)
+    labels = bunch.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(images))
+    images, labels = images[order], labels[order]
+    n_train = len(images) - valid_size - test_size
+    if n_train <= 0:
+        raise DataError(f"digits has {len(images)} images: valid_size + test_size is too large")
+    return Splits(
+        name="digits",
+        x_train=images[:n_train],
+        y_train=labels[:n_train],
+        x_valid=images[n_train : n_train + valid_size],
+        y_valid=labels[n_train : n_train + valid_size],
+        x_test=images[n_train + valid_size :],
+        y_test=labels[n_train + valid_size :],
+        class_names=tuple(str(d) for d in range(10)),
+    )
+
+
+def _to_unit_float(images: np.ndarray) -> np.ndarray:
+    return (np.asarray(images, dtype=np.float32) / 255.0).astype(np.float32)
+
+
+def load_dataset(data_cfg) -> Splits:
+    """Load the dataset a ``data`` config names, then keep only ``data.classes`` if set."""
+    if data_cfg.name == "fashion_mnist":
+        splits = load_fashion_mnist(data_cfg.get("dir"), data_cfg.valid_size)
+    elif data_cfg.name == "digits":
+        splits = load_digits_splits(data_cfg.valid_size, data_cfg.test_size)
+    else:
+        raise DataError(f"data.name={data_cfg.name!r} is unknown; choose fashion_mnist or digits")
+    classes = data_cfg.get("classes")
+    return select_classes(splits, list(classes)) if classes else splits
+
+
+def select_classes(splits: Splits, classes: list[int]) -> Splits:
+    """Keep only the given classes, relabelled 0..k-1 in the order given."""
+    remap = {old: new for new, old in enumerate(classes)}
+
+    def keep(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mask = np.isin(y, classes)
+        return x[mask], np.array([remap[int(v)] for v in y[mask]], dtype=np.int64)
+
+    x_train, y_train = keep(splits.x_train, splits.y_train)
+    x_valid, y_valid = keep(splits.x_valid, splits.y_valid)
+    x_test, y_test = keep(splits.x_test, splits.y_test)
+    return Splits(
+        name=splits.name,
+        x_train=x_train,
+        y_train=y_train,
+        x_valid=x_valid,
+        y_valid=y_valid,
+        x_test=x_test,
+        y_test=y_test,
+        class_names=tuple(splits.class_names[c] for c in classes),
+    )
+
+
+# --- the labeled subset ------------------------------------------------------------------
+
+
+def labeled_count(n_train: int, count: int | str | None, fraction: float | None) -> int:
+    """How many labeled images ``labels.count`` / ``labels.fraction`` ask for out of n_train."""
+    if fraction is not None:
+        return max(1, round(fraction * n_train))
+    if count is None or count == "all":
+        return n_train
+    return int(count)
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of ``size`` examples whose class proportions follow ``labels``.
+
+    Per class, a seeded permutation is cut at its share (largest remainder), so the same seed
+    always gives the same subset and a smaller subset is contained in a larger one.
+    """
+    labels = np.asarray(labels)
+    if not 0 < size <= len(labels):
+        raise ValueError(f"subset size {size} must be in [1, {len(labels)}]")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * size / len(labels)
+    quota = np.floor(exact).astype(int)
+    by_remainder = np.argsort(-(exact - quota), kind="stable")
+    quota[by_remainder[: size - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.permutation(np.flatnonzero(labels == cls))[:take]
+        for cls, take in zip(classes, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen))

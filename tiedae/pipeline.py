@@ -1,0 +1,186 @@
+"""One run, top to bottom: validate, load data, pretrain (or load from cache), classify, log."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import keras
+from omegaconf import DictConfig, OmegaConf
+
+from tiedae import config as C
+from tiedae.classify import evaluate_on_test, train_classifier
+from tiedae.data import DataError, Splits, labeled_count, load_dataset, stratified_subset
+from tiedae.pretrain import (
+    AUTOENCODER_ARTIFACT,
+    load_autoencoder,
+    pretrain_autoencoder,
+    pretrained_layers,
+)
+from tiedae.report import reconstructions_figure
+from tiedae.tracking import PRETRAIN_KEY, ROLE, RUN_KEY, SWEEP, RunLog, Tracker, TrackingSettings
+from tiedae.training import FitSettings, configure_tensorflow
+
+log = logging.getLogger("tiedae")
+
+
+def fit_settings(cfg: DictConfig, stage: DictConfig, patience: int | None) -> FitSettings:
+    runtime = cfg.runtime
+    return FitSettings(
+        epochs=stage.epochs,
+        batch_size=stage.batch_size,
+        seed=cfg.seed,
+        patience=patience,
+        steps_per_execution=runtime.steps_per_execution,
+        validation_batch_size=runtime.validation_batch_size,
+        verbose=runtime.verbose,
+    )
+
+
+def epoch_logger(run: RunLog, prefix: str):
+    def on_epoch_end(epoch: int, logs: Mapping[str, float]) -> None:
+        run.log_metrics({f"{prefix}/{name}": value for name, value in logs.items()}, step=epoch)
+
+    return on_epoch_end
+
+
+def check_labels_fit(cfg: DictConfig, splits: Splits) -> int:
+    n_train = len(splits.x_train)
+    count = cfg.labels.get("count")
+    if cfg.labels.get("fraction") is None and C._is_int(count) and count > n_train:
+        raise C.ConfigError(
+            f"labels.count={count} is larger than the {n_train} training images of "
+            f"{splits.name}; use at most {n_train} or labels.count=all"
+        )
+    return labeled_count(n_train, count, cfg.labels.get("fraction"))
+
+
+def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
+    """Everything that can fail on bad input, done before any training starts."""
+    C.validate(cfg)
+    splits = load_dataset(cfg.data)
+    check_labels_fit(cfg, splits)
+    tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
+    return splits, tracker
+
+
+def run_experiment(cfg: DictConfig) -> dict[str, float]:
+    """Run one job; returns its test metrics (empty when skipped as already FINISHED)."""
+    splits, tracker = prepare(cfg)
+    configure_tensorflow(cfg.runtime.threads, cfg.runtime.deterministic)
+    sweep = cfg.sweep.get("name")
+    run_key = C.settings_key(C.run_settings(cfg))
+    if sweep and not cfg.force:
+        done = tracker.find_finished_job(sweep, run_key)
+        if done:
+            log.info(
+                "skipping %s: run %s already FINISHED (force=true reruns)", C.run_name(cfg), done
+            )
+            return {}
+    parent = tracker.sweep_parent(sweep) if sweep else None
+    tags = {
+        ROLE: "job", RUN_KEY: run_key, "method": C.method_name(cfg), "dataset": splits.name,
+        "tied": cfg.model.tied if C.is_pretrained(cfg) else "n/a",
+        "pretrained": C.is_pretrained(cfg), "labels": C.labels_label(cfg), "seed": cfg.seed,
+    }  # fmt: skip
+    if sweep:
+        tags[SWEEP] = sweep
+    with tracker.run(C.run_name(cfg), tags, parent_run_id=parent) as run:
+        run.log_params(C.flatten(cfg))
+        run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
+        results = _train_and_log(cfg, splits, tracker, run)
+    log.info("%s: test accuracy %.4f", C.run_name(cfg), results["test/accuracy"])
+    print(f"test accuracy: {results['test/accuracy']:.4f}  ({C.run_name(cfg)})", flush=True)
+    return results
+
+
+def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog) -> dict:
+    n_labeled = check_labels_fit(cfg, splits)
+    labeled = stratified_subset(splits.y_train, n_labeled, cfg.seed)
+    run.log_params({"labels.n": n_labeled})
+    pretrained = None
+    if C.is_pretrained(cfg):
+        autoencoder = obtain_autoencoder(cfg, splits, tracker, run)
+        pretrained = pretrained_layers(autoencoder)
+        run.log_metrics({"params/autoencoder": autoencoder.count_params()})
+        _log_reconstructions(run, autoencoder, splits)
+    classifier, history = train_classifier(
+        splits, labeled, cfg.model, cfg.classifier,
+        fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
+        pretrained=pretrained, reuse=C.reuse_layers(cfg),
+        on_epoch_end=epoch_logger(run, "clf"),
+    )  # fmt: skip
+    test = evaluate_on_test(classifier, splits, cfg.runtime.validation_batch_size)
+    results = {f"test/{name}": value for name, value in test.items()}
+    results["clf/best_val_accuracy"] = history.epochs[history.best_epoch]["val_accuracy"]
+    results["params/classifier"] = classifier.count_params()
+    results["params/classifier_trainable"] = sum(
+        int(v.numpy().size) for v in classifier.trainable_variables
+    )
+    results["time/classifier_seconds"] = history.seconds
+    run.log_metrics(results)
+    _log_model(run, classifier, "classifier.keras")
+    return results
+
+
+def obtain_autoencoder(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog):
+    """Load the autoencoder for these settings from the cache, or train and store it.
+
+    A machine-wide lock per key makes parallel jobs with the same settings train it once.
+    """
+    key = C.settings_key(C.pretrain_settings(cfg))
+    run.set_tags({PRETRAIN_KEY: key})
+    with tracker.lock(f"pretrain-{key}"), tempfile.TemporaryDirectory() as folder:
+        cached = tracker.find_pretrained(key, AUTOENCODER_ARTIFACT, Path(folder))
+        if cached:
+            cached_run, local_path = cached
+            log.info("pretraining cache hit %s: loading the autoencoder of run %s", key, cached_run)
+            print(f"pretraining cache hit ({key}): loaded, not trained", flush=True)
+            run.set_tags({"pretrain.cache": "hit", "pretrain.run_id": cached_run})
+            return load_autoencoder(local_path)
+        run.set_tags({"pretrain.cache": "miss"})
+        tags = {ROLE: "pretrain", PRETRAIN_KEY: key, "tied": cfg.model.tied, "dataset": splits.name}
+        name = f"pretrain {cfg.model.name}-{cfg.pretrain.name} seed={cfg.seed}"
+        with tracker.run(name, tags, parent_run_id=run.run_id) as pretrain_run:
+            pretrain_run.log_params(C.flatten(C.pretrain_settings(cfg)))
+            both = _fan_out(run, pretrain_run, "ae")
+            autoencoder, history = pretrain_autoencoder(
+                splits, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None), both
+            )
+            final = {f"ae/{k}": v for k, v in history.last.items()}
+            final["time/pretrain_seconds"] = history.seconds
+            pretrain_run.log_metrics({"params/autoencoder": autoencoder.count_params(), **final})
+            run.log_metrics({"time/pretrain_seconds": history.seconds})
+            _log_reconstructions(pretrain_run, autoencoder, splits)
+            _log_model(
+                pretrain_run, autoencoder, Path(AUTOENCODER_ARTIFACT).name
+            )  # last: then FINISHED
+        run.set_tags({"pretrain.run_id": pretrain_run.run_id})
+        return autoencoder
+
+
+def _fan_out(first: RunLog, second: RunLog, prefix: str):
+    def on_epoch_end(epoch: int, logs: Mapping[str, float]) -> None:
+        for target in (first, second):
+            epoch_logger(target, prefix)(epoch, logs)
+
+    return on_epoch_end
+
+
+def _log_model(run: RunLog, model: keras.Model, filename: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / filename
+        model.save(path)
+        run.log_artifact(path, "models")
+
+
+def _log_reconstructions(run: RunLog, autoencoder, splits: Splits) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "reconstructions.png"
+        reconstructions_figure(autoencoder, splits.x_valid[:10], path)
+        run.log_artifact(path)
+
+
+__all__ = ["run_experiment", "prepare", "DataError"]

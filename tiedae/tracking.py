@@ -1,0 +1,327 @@
+"""Stage 5 — tracking: everything that talks to MLflow lives here, and only here.
+
+Runs, nested runs, tags, metrics, artifacts, the pretraining cache and the look-ups that resume
+a sweep. The embedded default is one sqlite file; a tracking server works the same way.
+Processes that share a sqlite file take a file lock while they set the store up or create a
+sweep's parent run, since those steps race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+ROLE = "tiedae.role"  # job | pretrain | sweep
+SWEEP = "tiedae.sweep"
+RUN_KEY = "tiedae.run_key"
+PRETRAIN_KEY = "tiedae.pretrain_key"
+HOST, PID = "tiedae.host", "tiedae.pid"
+PARENT = "mlflow.parentRunId"
+BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message says which URI and what to do."""
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    uri: str
+    experiment: str = "tiedae"
+    artifact_dir: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> TrackingSettings:
+        return cls(cfg["uri"], cfg.get("experiment", "tiedae"), cfg.get("artifact_dir"))
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite:///"
+        return Path(self.uri[len(prefix) :]) if self.uri.startswith(prefix) else None
+
+    @property
+    def lock_dir(self) -> Path:
+        base = self.sqlite_path.parent if self.sqlite_path else Path.home() / ".cache"
+        return base / ".tiedae" / "locks"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock between processes on this machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class RunLog:
+    """Logging into one MLflow run by id (no global active run, so runs can nest freely)."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(key, str(value)[:6000]) for key, value in params.items()]
+        for start in range(0, len(items), BATCH_LIMIT):
+            self.client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        for start in range(0, len(items), BATCH_LIMIT):
+            self.client.log_batch(self.run_id, metrics=items[start : start + BATCH_LIMIT])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        items = [RunTag(key, str(value)) for key, value in tags.items()]
+        self.client.log_batch(self.run_id, tags=items)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        """Log a file; a failed write raises instead of leaving the artifact silently missing."""
+        try:
+            self.client.log_artifact(self.run_id, str(path), folder)
+        except Exception as error:
+            raise TrackingError(
+                f"could not store artifact {Path(path).name} for run {self.run_id}: {error}; "
+                "check free space and permissions of the artifact store (tracking.artifact_dir)"
+            ) from error
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(artifact_file).name
+            path.write_text(text)
+            folder_name = str(Path(artifact_file).parent)
+            self.log_artifact(path, None if folder_name == "." else folder_name)
+
+
+class Tracker:
+    def __init__(self, settings: TrackingSettings):
+        self.settings = settings
+        self.client: MlflowClient | None = None
+        self.experiment_id: str | None = None
+
+    # --- connecting ----------------------------------------------------------------------
+
+    def connect(self) -> Tracker:
+        """Check the store answers and get the experiment; fails fast, before any training."""
+        uri = self.settings.uri
+        if uri.startswith(("http://", "https://")):
+            _check_server(uri)
+        elif self.settings.sqlite_path is not None:
+            folder = self.settings.sqlite_path.parent
+            if not folder.is_dir():
+                raise TrackingError(
+                    f"tracking.uri={uri}: folder {folder} does not exist; create it or point "
+                    "tracking.uri at another sqlite file"
+                )
+        elif not uri.startswith(("postgresql", "mysql", "databricks")):
+            raise TrackingError(
+                f"tracking.uri={uri!r} is not supported; use sqlite:////absolute/path/mlflow.db "
+                "or http(s)://host:port of an MLflow tracking server"
+            )
+        mlflow.set_tracking_uri(uri)
+        with self._store_lock():
+            self.client = MlflowClient(uri)
+            experiment = self.client.get_experiment_by_name(self.settings.experiment)
+            if experiment is None:
+                location = None
+                if self.settings.artifact_dir:
+                    Path(self.settings.artifact_dir).mkdir(parents=True, exist_ok=True)
+                    location = Path(self.settings.artifact_dir).resolve().as_uri()
+                self.experiment_id = self.client.create_experiment(
+                    self.settings.experiment, artifact_location=location
+                )
+            else:
+                self.experiment_id = experiment.experiment_id
+        return self
+
+    @contextlib.contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        if self.settings.sqlite_path is None:
+            yield
+        else:
+            with file_lock(self.settings.lock_dir / "store.lock"):
+                yield
+
+    def lock(self, name: str):
+        """A machine-wide lock named ``name`` (e.g. one pretraining cache key)."""
+        return file_lock(self.settings.lock_dir / f"{name}.lock")
+
+    # --- runs ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def run(
+        self, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None
+    ) -> Iterator[RunLog]:
+        """A run that ends FINISHED, or FAILED with the error, or KILLED on SIGTERM/Ctrl-C."""
+        all_tags = {**tags, HOST: socket.gethostname(), PID: os.getpid()}
+        if parent_run_id:
+            all_tags[PARENT] = parent_run_id
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
+        )
+        log = RunLog(self.client, run.info.run_id)
+        with _sigterm_as_keyboard_interrupt():
+            try:
+                yield log
+            except (KeyboardInterrupt, SystemExit) as stop:
+                log.set_tags({"tiedae.error": f"interrupted ({type(stop).__name__})"})
+                self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.KILLED))
+                raise
+            except BaseException as error:
+                log.set_tags({"tiedae.error": f"{type(error).__name__}: {error}"[:5000]})
+                self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FAILED))
+                raise
+        self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def _search(self, filter_string: str, max_results: int = 1000) -> list:
+        return self.client.search_runs(
+            [self.experiment_id], filter_string, max_results=max_results,
+            order_by=["attributes.start_time DESC"],
+        )  # fmt: skip
+
+    def find_finished_job(self, sweep: str, run_key: str) -> str | None:
+        runs = self._search(
+            f"tags.`{SWEEP}` = '{sweep}' and tags.`{RUN_KEY}` = '{run_key}' "
+            f"and attributes.status = 'FINISHED'"
+        )
+        return runs[0].info.run_id if runs else None
+
+    # --- the pretraining cache -----------------------------------------------------------
+
+    def find_pretrained(
+        self, key: str, artifact_path: str, destination: Path
+    ) -> tuple[str, Path] | None:
+        """Download a FINISHED pretraining run's artifact for ``key``: (run id, local path).
+
+        Only FINISHED runs count: a run killed while writing its weights never finishes, so a
+        half-written entry is never loaded.
+        """
+        runs = self._search(
+            f"tags.`{PRETRAIN_KEY}` = '{key}' and tags.`{ROLE}` = 'pretrain' "
+            f"and attributes.status = 'FINISHED'"
+        )
+        for run in runs:
+            try:
+                local = self.client.download_artifacts(
+                    run.info.run_id, artifact_path, str(destination)
+                )
+            except Exception:
+                continue  # artifacts gone (e.g. deleted by hand): try an older entry
+            return run.info.run_id, Path(local)
+        return None
+
+    # --- sweeps --------------------------------------------------------------------------
+
+    def sweep_parent(self, sweep: str, create: bool = True) -> str | None:
+        """The id of the sweep's parent run (one per sweep name), created if missing."""
+        with self._store_lock():
+            runs = self._search(f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{sweep}'")
+            if runs:
+                return runs[0].info.run_id
+            if not create:
+                return None
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"sweep {sweep}",
+                tags={ROLE: "sweep", SWEEP: sweep, HOST: socket.gethostname()},
+            )  # fmt: skip
+            # Not left RUNNING: the multirun callback marks it RUNNING while the sweep runs.
+            self.client.set_terminated(run.info.run_id, "FINISHED")
+            return run.info.run_id
+
+    def set_status(self, run_id: str, status: str) -> None:
+        if status == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            self.client.set_terminated(run_id, status)
+
+    def mark_dead_runs_killed(self) -> list[str]:
+        """Runs left RUNNING by a process on this host that no longer exists (e.g. SIGKILL)."""
+        host, killed = socket.gethostname(), []
+        for run in self._search("attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            if tags.get(ROLE) == "sweep" or tags.get(HOST) != host or not tags.get(PID):
+                continue
+            if not _process_alive(int(tags[PID])):
+                self.client.set_tag(run.info.run_id, "tiedae.error", "process died (e.g. SIGKILL)")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                killed.append(run.info.run_id)
+        return killed
+
+    def sweep_names(self) -> list[str]:
+        """Sweep names, newest first."""
+        runs = self._search(f"tags.`{ROLE}` = 'sweep'")
+        return [run.data.tags[SWEEP] for run in runs]
+
+    def jobs_frame(self, sweep: str, finished_only: bool = True) -> pd.DataFrame:
+        """The sweep's job runs as mlflow.search_runs gives them: one row a run."""
+        status = " and attributes.status = 'FINISHED'" if finished_only else ""
+        return mlflow.search_runs(
+            experiment_ids=[self.experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'{status}",
+            max_results=50000,
+            output_format="pandas",
+        )
+
+    def count_runs(self, role: str) -> int:
+        return len(self._search(f"tags.`{ROLE}` = '{role}'", max_results=50000))
+
+
+def _check_server(uri: str, timeout: float = 5.0) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as error:
+        problem = str(getattr(error, "reason", error))
+    raise TrackingError(
+        f"tracking server {uri} is unreachable ({problem}); start it (see README, Team setup) "
+        "or use tracking=sqlite"
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _sigterm_as_keyboard_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so a terminated run ends KILLED, not RUNNING."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
