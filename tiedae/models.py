@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import keras
@@ -59,10 +58,11 @@ def build_decoder(
     widths = [layer.kernel.shape[0] for layer in reversed(dense_layers)]  # each layer's input
     activations = [activation] * (len(widths) - 1) + [output_activation]
     if tied:
+        mirrored = zip(reversed(dense_layers), activations, strict=True)
         layers = [
             DenseTranspose(dense, activation=act, name=f"{name}_tied_{depth}")
-            for depth, (dense, act) in enumerate(zip(reversed(dense_layers), activations, strict=True), 1)
-        ]  # fmt: skip
+            for depth, (dense, act) in enumerate(mirrored, start=1)
+        ]
     else:
         layers = [
             keras.layers.Dense(
@@ -187,7 +187,3 @@ def transplant_encoder(
 def set_hidden_trainable(classifier: keras.Sequential, count: int, trainable: bool) -> None:
     for layer in encoder_dense_layers(classifier)[:-1][:count]:
         layer.trainable = trainable
-
-
-def flat_size(shape: Sequence[int]) -> int:
-    return math.prod(shape)

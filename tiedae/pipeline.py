@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import keras
 from omegaconf import DictConfig, OmegaConf
 
 from tiedae import config as C
 from tiedae.classify import evaluate_on_test, train_classifier
-from tiedae.data import DataError, Splits, labeled_count, load_dataset, stratified_subset
-from tiedae.pretrain import (
-    AUTOENCODER_ARTIFACT,
-    load_autoencoder,
-    pretrain_autoencoder,
-    pretrained_layers,
-)
+from tiedae.data import Splits, labeled_count, load_dataset, stratified_subset
+from tiedae.pretrain import PRETRAINED_ARTIFACT, pretrain_autoencoder, pretrained_layers
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import PRETRAIN_KEY, ROLE, RUN_KEY, SWEEP, RunLog, Tracker, TrackingSettings
 from tiedae.training import FitSettings, configure_tensorflow
@@ -102,10 +98,7 @@ def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLo
     run.log_params({"labels.n": n_labeled})
     pretrained = None
     if C.is_pretrained(cfg):
-        autoencoder = obtain_autoencoder(cfg, splits, tracker, run)
-        pretrained = pretrained_layers(autoencoder)
-        run.log_metrics({"params/autoencoder": autoencoder.count_params()})
-        _log_reconstructions(run, autoencoder, splits)
+        pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
     classifier, history = train_classifier(
         splits, labeled, cfg.model, cfg.classifier,
         fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
@@ -125,40 +118,63 @@ def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLo
     return results
 
 
-def obtain_autoencoder(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog):
-    """Load the autoencoder for these settings from the cache, or train and store it.
+# --- pretraining, cached -----------------------------------------------------------------
 
-    A machine-wide lock per key makes parallel jobs with the same settings train it once.
+TrainModel = Callable[[RunLog], keras.Model]
+
+
+def cached_model(
+    tracker: Tracker, job: RunLog, key: str, name: str, tags: Mapping[str, Any], train: TrainModel
+) -> keras.Model:
+    """The model stored under ``key`` by an earlier pretraining run, or ``train`` it now.
+
+    ``train`` runs inside a new pretraining run nested under ``job``; the model is logged last,
+    and only FINISHED runs are looked up, so a killed run never leaves a usable half entry.
+    A machine-wide lock per key makes parallel jobs with the same key train it once.
     """
-    key = C.settings_key(C.pretrain_settings(cfg))
-    run.set_tags({PRETRAIN_KEY: key})
+    job.set_tags({PRETRAIN_KEY: key})
     with tracker.lock(f"pretrain-{key}"), tempfile.TemporaryDirectory() as folder:
-        cached = tracker.find_pretrained(key, AUTOENCODER_ARTIFACT, Path(folder))
+        cached = tracker.find_pretrained(key, PRETRAINED_ARTIFACT, Path(folder))
         if cached:
             cached_run, local_path = cached
-            log.info("pretraining cache hit %s: loading the autoencoder of run %s", key, cached_run)
+            log.info("pretraining cache hit %s: loading the model of run %s", key, cached_run)
             print(f"pretraining cache hit ({key}): loaded, not trained", flush=True)
-            run.set_tags({"pretrain.cache": "hit", "pretrain.run_id": cached_run})
-            return load_autoencoder(local_path)
-        run.set_tags({"pretrain.cache": "miss"})
-        tags = {ROLE: "pretrain", PRETRAIN_KEY: key, "tied": cfg.model.tied, "dataset": splits.name}
-        name = f"pretrain {cfg.model.name}-{cfg.pretrain.name} seed={cfg.seed}"
-        with tracker.run(name, tags, parent_run_id=run.run_id) as pretrain_run:
-            pretrain_run.log_params(C.flatten(C.pretrain_settings(cfg)))
-            both = _fan_out(run, pretrain_run, "ae")
-            autoencoder, history = pretrain_autoencoder(
-                splits, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None), both
-            )
-            final = {f"ae/{k}": v for k, v in history.last.items()}
-            final["time/pretrain_seconds"] = history.seconds
-            pretrain_run.log_metrics({"params/autoencoder": autoencoder.count_params(), **final})
-            run.log_metrics({"time/pretrain_seconds": history.seconds})
-            _log_reconstructions(pretrain_run, autoencoder, splits)
-            _log_model(
-                pretrain_run, autoencoder, Path(AUTOENCODER_ARTIFACT).name
-            )  # last: then FINISHED
-        run.set_tags({"pretrain.run_id": pretrain_run.run_id})
+            job.set_tags({"pretrain.cache": "hit", "pretrain.run_id": cached_run})
+            return keras.models.load_model(local_path)
+        job.set_tags({"pretrain.cache": "miss"})
+        with tracker.run(name, {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}, job.run_id) as run:
+            model = train(run)
+            _log_model(run, model, Path(PRETRAINED_ARTIFACT).name)
+        job.set_tags({"pretrain.run_id": run.run_id})
+        return model
+
+
+def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog):
+    """Pretrain (or load) the autoencoder; its encoder's Dense layers, lowest first."""
+
+    def train(run: RunLog) -> keras.Model:
+        run.log_params(C.flatten(C.pretrain_settings(cfg)))
+        autoencoder, history = pretrain_autoencoder(
+            splits, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
+            _fan_out(job, run, "ae"),
+        )  # fmt: skip
+        final = {f"ae/{k}": v for k, v in history.last.items()}
+        run.log_metrics({**final, "time/pretrain_seconds": history.seconds})
+        job.log_metrics({"time/pretrain_seconds": history.seconds})
         return autoencoder
+
+    key = C.settings_key(C.pretrain_settings(cfg))
+    tags = {"tied": cfg.model.tied, "dataset": splits.name}
+    name = f"pretrain {cfg.model.name}-{cfg.pretrain.name} seed={cfg.seed}"
+    autoencoder = cached_model(tracker, job, key, name, tags, train)
+    job.log_metrics({"params/autoencoder": autoencoder.count_params()})
+    _log_reconstructions(job, autoencoder, splits)
+    return pretrained_layers(autoencoder)
+
+
+PretrainedLayers = Callable[[DictConfig, Splits, Tracker, RunLog], list]
+# pretrain.name -> how it produces the encoder layers the classifier reuses
+PRETRAINERS: dict[str, PretrainedLayers] = {"autoencoder": autoencoder_layers}
 
 
 def _fan_out(first: RunLog, second: RunLog, prefix: str):
@@ -181,6 +197,3 @@ def _log_reconstructions(run: RunLog, autoencoder, splits: Splits) -> None:
         path = Path(folder) / "reconstructions.png"
         reconstructions_figure(autoencoder, splits.x_valid[:10], path)
         run.log_artifact(path)
-
-
-__all__ = ["run_experiment", "prepare", "DataError"]

@@ -9,7 +9,7 @@ from tiedae.data import Splits
 from tiedae.models import Autoencoder, encoder_dense_layers, rounded_accuracy
 from tiedae.training import EpochCallback, FitSettings, History, fit, make_optimizer
 
-AUTOENCODER_ARTIFACT = "models/autoencoder.keras"  # where a pretraining run stores it
+PRETRAINED_ARTIFACT = "models/pretrained.keras"  # where a pretraining run stores its model
 
 
 def build_autoencoder(input_shape, model_cfg: DictConfig, pretrain_cfg: DictConfig) -> Autoencoder:
@@ -46,10 +46,6 @@ def pretrain_autoencoder(
         on_epoch_end=on_epoch_end,
     )
     return autoencoder, history
-
-
-def load_autoencoder(path) -> Autoencoder:
-    return keras.models.load_model(path)
 
 
 def pretrained_layers(autoencoder: Autoencoder) -> list[keras.layers.Dense]:
