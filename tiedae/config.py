@@ -55,6 +55,9 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError listing every invalid value; does no I/O."""
     problems: list[str] = []
     _one_of(problems, "data.name", cfg.data.name, DATASETS)
+    max_train = cfg.data.get("max_train")
+    if max_train is not None:
+        _positive_int(problems, "data.max_train", max_train)
     _validate_labels(problems, cfg.labels)
     if not _is_int(cfg.seed) or cfg.seed < 0:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")

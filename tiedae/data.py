@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +199,10 @@ def load_dataset(data_cfg) -> Splits:
     else:
         raise DataError(f"data.name={data_cfg.name!r} is unknown; choose fashion_mnist or digits")
     classes = data_cfg.get("classes")
-    return select_classes(splits, list(classes)) if classes else splits
+    if classes:
+        splits = select_classes(splits, list(classes))
+    max_train = data_cfg.get("max_train")
+    return replace(splits, x_train=splits.x_train[:max_train], y_train=splits.y_train[:max_train])
 
 
 def select_classes(splits: Splits, classes: list[int]) -> Splits:

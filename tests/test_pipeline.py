@@ -1,0 +1,126 @@
+"""End to end, in process: one run on digits into a throwaway sqlite store, then read it back."""
+
+from pathlib import Path
+
+import pytest
+from conftest import QUICK, make_config
+from mlflow.tracking import MlflowClient
+
+from tiedae import pipeline
+from tiedae.config import ConfigError
+from tiedae.data import DEBIAN_FASHION_MNIST_DIR
+from tiedae.tracking import TrackingError
+
+
+def client_for(store: list[str]) -> MlflowClient:
+    return MlflowClient(store[0].split("=", 1)[1])
+
+
+def runs(client: MlflowClient, role: str) -> list:
+    experiment = client.get_experiment_by_name("tiedae")
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], f"tags.`tiedae.role` = '{role}'")
+
+
+def artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    return {f.path for f in client.list_artifacts(run_id, path)}
+
+
+@pytest.mark.slow
+def test_a_run_logs_config_curves_figure_models_and_finishes(store):
+    results = pipeline.run_experiment(make_config(*QUICK, *store))
+    assert 0.0 <= results["test/accuracy"] <= 1.0
+    client = client_for(store)
+    [job] = runs(client, "job")
+    assert job.info.status == "FINISHED"
+    assert job.data.params["model.sizes"] == "[100, 30]"
+    assert job.data.params["labels.n"] == "100"
+    assert job.data.params["pretrain.learning_rate"] == "1.5"
+    tags = job.data.tags
+    assert (tags["tied"], tags["pretrained"], tags["dataset"], tags["labels"]) == (
+        "True",
+        "True",
+        "digits",
+        "100",
+    )
+    assert tags["pretrain.cache"] == "miss"
+    assert [m.step for m in client.get_metric_history(job.info.run_id, "ae/loss")] == [0, 1]
+    assert len(client.get_metric_history(job.info.run_id, "ae/val_rounded_accuracy")) == 2
+    assert len(client.get_metric_history(job.info.run_id, "clf/val_accuracy")) >= 2
+    assert job.data.metrics["test/accuracy"] == pytest.approx(results["test/accuracy"])
+    assert job.data.metrics["params/autoencoder"] == 64 * 100 + 100 + 100 * 30 + 30 + 100 + 64
+    assert {"config.yaml", "reconstructions.png", "models"} <= artifacts(client, job.info.run_id)
+    assert artifacts(client, job.info.run_id, "models") == {"models/classifier.keras"}
+    [pretraining] = runs(client, "pretrain")
+    assert pretraining.info.status == "FINISHED"
+    assert pretraining.data.tags["mlflow.parentRunId"] == job.info.run_id
+    assert artifacts(client, pretraining.info.run_id, "models") == {"models/pretrained.keras"}
+
+
+@pytest.mark.slow
+def test_a_second_run_with_the_same_autoencoder_loads_it_from_the_cache(store):
+    pipeline.run_experiment(make_config(*QUICK, *store))
+    pipeline.run_experiment(make_config(*QUICK, *store, "labels.count=50", "classifier=finetune"))
+    client = client_for(store)
+    assert len(runs(client, "pretrain")) == 1
+    newest = runs(client, "job")[0]
+    assert newest.data.tags["pretrain.cache"] == "hit"
+    assert newest.data.tags["pretrain.run_id"] == runs(client, "pretrain")[0].info.run_id
+
+
+@pytest.mark.slow
+def test_scratch_trains_no_autoencoder_and_all_layers(store):
+    results = pipeline.run_experiment(make_config(*QUICK, *store, "method=scratch"))
+    assert results["params/classifier_trainable"] == results["params/classifier"]
+    assert runs(client_for(store), "pretrain") == []
+
+
+@pytest.mark.slow
+def test_frozen_classifier_trains_only_its_head(store):
+    results = pipeline.run_experiment(make_config(*QUICK, *store, "method=untied_frozen"))
+    assert results["params/classifier_trainable"] == 30 * 10 + 10
+
+
+def test_a_failing_run_ends_failed_with_its_error(store, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pipeline, "train_classifier", broken)
+    with pytest.raises(RuntimeError):
+        pipeline.run_experiment(make_config(*QUICK, *store, "method=scratch"))
+    [job] = runs(client_for(store), "job")
+    assert job.info.status == "FAILED"
+    assert job.data.tags["tiedae.error"] == "RuntimeError: disk on fire"
+
+
+def test_too_many_labels_is_refused_before_any_run(store):
+    with pytest.raises(
+        ConfigError, match="labels.count=5000 is larger than the 1237 training images"
+    ):
+        pipeline.run_experiment(make_config(*QUICK, *store, "labels.count=5000"))
+    assert not Path(store[0].split("///", 1)[1]).exists()  # not even a store was created
+
+
+def test_unreachable_tracking_server_fails_fast():
+    cfg = make_config(*QUICK, "tracking=server", "tracking.uri=http://127.0.0.1:9")
+    with pytest.raises(TrackingError, match="tracking server http://127.0.0.1:9 is unreachable"):
+        pipeline.prepare(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.fashion
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST_DIR.exists(), reason="Fashion-MNIST not installed")
+def test_fashion_mnist_slice_end_to_end(store):
+    overrides = [
+        "data.max_train=3000",
+        "pretrain.epochs=2",
+        "classifier.epochs=10",
+        "labels.count=200",
+    ]
+    cfg = make_config(*store, *overrides, "method=tied_finetune", "runtime.verbose=0")
+    results = pipeline.run_experiment(cfg)
+    [job] = runs(client_for(store), "job")
+    assert job.info.status == "FINISHED" and job.data.tags["dataset"] == "fashion_mnist"
+    assert job.data.metrics["params/autoencoder"] == 82_414
+    assert results["test/accuracy"] > 0.5  # 10 classes: far above chance (0.1)
