@@ -1,4 +1,4 @@
-"""Shared fixtures: configs built with Hydra's compose() and shrunk, and a throwaway MLflow store."""
+"""Shared fixtures: configs from Hydra's compose(), shrunk; a throwaway MLflow store."""
 
 from __future__ import annotations
 

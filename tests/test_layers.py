@@ -67,12 +67,11 @@ def test_save_and_load_round_trip_keeps_outputs_and_ties(tmp_path, tied):
     )
     assert loaded.count_params() == autoencoder.count_params()
     if tied:
-        decoder_layers = [l for l in loaded.decoder.layers if isinstance(l, DenseTranspose)]
-        encoder_layers = loaded.encoder.layers[1:]
-        assert [l.tied_to for l in decoder_layers] == encoder_layers[::-1]
-        assert all(
-            t.tied_to.kernel is e.kernel for t, e in zip(decoder_layers, encoder_layers[::-1])
-        )
+        tied_layers = [lay for lay in loaded.decoder.layers if isinstance(lay, DenseTranspose)]
+        encoder_layers = loaded.encoder.layers[1:][::-1]
+        assert [lay.tied_to for lay in tied_layers] == encoder_layers
+        pairs = zip(tied_layers, encoder_layers, strict=True)
+        assert all(tied.tied_to.kernel is dense.kernel for tied, dense in pairs)
 
 
 def test_rounded_accuracy_rounds_both_sides():
