@@ -7,6 +7,7 @@ scikit-learn's bundled 8x8 digits, small enough for tests.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
 from dataclasses import dataclass, replace
@@ -144,6 +145,7 @@ def _load_fashion_mnist_arrays(configured_dir: str | None):
     return train, test
 
 
+@functools.lru_cache(maxsize=2)  # sweep jobs in one process share the decoded arrays
 def load_fashion_mnist(configured_dir: str | None = None, valid_size: int = 5000) -> Splits:
     """Fashion-MNIST; validation is the last ``valid_size`` training images, as the book does."""
     (x_train_all, y_train_all), (x_test, y_test) = _load_fashion_mnist_arrays(configured_dir)
