@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 TF_EXTRA ?= cpu
 SWEEP ?=
 ARGS ?=
+PORT ?= 5000
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 
@@ -49,7 +50,7 @@ bench: setup  ## speed benchmark against the seed's plain fit, written to experi
 	$(BIN)/python -m tiedae.bench $(ARGS)
 
 ui: $(STAMP)  ## the MLflow UI on the embedded store, at http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
 
 clean:  ## remove Hydra outputs (keeps mlflow.db and mlartifacts/)
 	rm -rf outputs multirun .pytest_cache
