@@ -4,13 +4,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TF_EXTRA ?= cpu
+EXTRAS ?= dev,ray
 SWEEP ?=
 ARGS ?=
 PORT ?= 5000
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
+DB ?= sqlite:///$(CURDIR)/server/mlflow.db
+ARTIFACTS ?= $(CURDIR)/server/artifacts
+HOST ?= 127.0.0.1
+PORT ?= 5000
 
-.PHONY: help setup data run sweep table test lint bench ui clean
+.PHONY: help setup data run sweep table test lint bench ui server clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -18,7 +23,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(TF_EXTRA),dev]'
+	$(BIN)/pip install --quiet -e '.[$(TF_EXTRA),$(EXTRAS)]'
 	touch $@
 
 setup: $(STAMP) data  ## create .venv with everything, and fetch Fashion-MNIST
@@ -51,6 +56,11 @@ bench: setup  ## speed benchmark against the seed's plain fit, written to experi
 
 ui: $(STAMP)  ## the MLflow UI on the embedded store, at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
+
+server: $(STAMP)  ## a shared tracking server (README, Team setup); DB=postgresql://... HOST= PORT=
+	mkdir -p $(CURDIR)/server $(ARTIFACTS)
+	$(BIN)/mlflow server --backend-store-uri $(DB) --artifacts-destination $(ARTIFACTS) \
+	  --serve-artifacts --host $(HOST) --port $(PORT)
 
 clean:  ## remove Hydra outputs (keeps mlflow.db and mlartifacts/)
 	rm -rf outputs multirun .pytest_cache

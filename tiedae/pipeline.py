@@ -134,19 +134,36 @@ def cached_model(
     """
     job.set_tags({PRETRAIN_KEY: key})
     with tracker.lock(f"pretrain-{key}"), tempfile.TemporaryDirectory() as folder:
-        cached = tracker.find_pretrained(key, PRETRAINED_ARTIFACT, Path(folder))
+        cached = _load_cached(tracker, key, Path(folder))
         if cached:
-            cached_run, local_path = cached
-            log.info("pretraining cache hit %s: loading the model of run %s", key, cached_run)
+            cached_run, model = cached
+            log.info("pretraining cache hit %s: loaded the model of run %s", key, cached_run)
             print(f"pretraining cache hit ({key}): loaded, not trained", flush=True)
             job.set_tags({"pretrain.cache": "hit", "pretrain.run_id": cached_run})
-            return keras.models.load_model(local_path)
+            return model
         job.set_tags({"pretrain.cache": "miss"})
         with tracker.run(name, {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}, job.run_id) as run:
             model = train(run)
             _log_model(run, model, Path(PRETRAINED_ARTIFACT).name)
         job.set_tags({"pretrain.run_id": run.run_id})
         return model
+
+
+def _load_cached(tracker: Tracker, key: str, folder: Path) -> tuple[str, keras.Model] | None:
+    """The newest cache entry for ``key`` that loads; an unreadable one is skipped, with a
+    warning, and the model is trained anew (its FINISHED run stays, for a person to inspect)."""
+    cached = tracker.find_pretrained(key, PRETRAINED_ARTIFACT, folder)
+    if cached is None:
+        return None
+    cached_run, local_path = cached
+    try:
+        return cached_run, keras.models.load_model(local_path)
+    except Exception as error:
+        log.warning(
+            "pretraining cache entry of run %s is unreadable (%s: %s); training it anew",
+            cached_run, type(error).__name__, str(error).splitlines()[0] if str(error) else "",
+        )  # fmt: skip
+        return None
 
 
 def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog):

@@ -3,7 +3,8 @@
 Runs, nested runs, tags, metrics, artifacts, the pretraining cache and the look-ups that resume
 a sweep. The embedded default is one sqlite file; a tracking server works the same way.
 Processes that share a sqlite file take a file lock while they set the store up or create a
-sweep's parent run, since those steps race.
+sweep's parent run, since those steps race. Locks are files on this machine: processes on
+other machines sharing a tracking server are not serialised by them (see ``Tracker.lock``).
 """
 
 from __future__ import annotations
@@ -138,20 +139,32 @@ class Tracker:
                 "or http(s)://host:port of an MLflow tracking server"
             )
         mlflow.set_tracking_uri(uri)
+        location = self._artifact_location()
         with self._store_lock():
             self.client = MlflowClient(uri)
             experiment = self.client.get_experiment_by_name(self.settings.experiment)
             if experiment is None:
-                location = None
-                if self.settings.artifact_dir:
-                    Path(self.settings.artifact_dir).mkdir(parents=True, exist_ok=True)
-                    location = Path(self.settings.artifact_dir).resolve().as_uri()
                 self.experiment_id = self.client.create_experiment(
                     self.settings.experiment, artifact_location=location
                 )
             else:
+                _check_same_location(experiment, location, self.settings.artifact_dir)
                 self.experiment_id = experiment.experiment_id
         return self
+
+    def _artifact_location(self) -> str | None:
+        """``tracking.artifact_dir`` as a file URI, the folder created; None: the store's own."""
+        if not self.settings.artifact_dir:
+            return None
+        folder = Path(self.settings.artifact_dir).expanduser().resolve()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrackingError(
+                f"tracking.artifact_dir={self.settings.artifact_dir}: cannot create it "
+                f"({error.strerror or error}); point it at a writable folder"
+            ) from None
+        return folder.as_uri()
 
     @contextlib.contextmanager
     def _store_lock(self) -> Iterator[None]:
@@ -162,7 +175,12 @@ class Tracker:
                 yield
 
     def lock(self, name: str):
-        """A machine-wide lock named ``name`` (e.g. one pretraining cache key)."""
+        """A machine-wide lock named ``name`` (e.g. one pretraining cache key).
+
+        Only processes on this machine wait for each other. Jobs on two machines sharing a
+        tracking server may both train the same cache entry at once: each stores a whole
+        entry, and later look-ups take the newest, so the cost is time, not correctness.
+        """
         return file_lock(self.settings.lock_dir / f"{name}.lock")
 
     # --- runs ----------------------------------------------------------------------------
@@ -179,7 +197,7 @@ class Tracker:
             self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
         )
         log = RunLog(self.client, run.info.run_id)
-        with _sigterm_as_keyboard_interrupt():
+        with sigterm_as_keyboard_interrupt():
             try:
                 yield log
             except (KeyboardInterrupt, SystemExit) as stop:
@@ -247,18 +265,25 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, "FINISHED")
             return run.info.run_id
 
-    def set_status(self, run_id: str, status: str) -> None:
+    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Set a run's status; RUNNING also records this process as its owner (host, pid)."""
+        if error:
+            self.client.set_tag(run_id, "tiedae.error", error)
         if status == "RUNNING":
+            RunLog(self.client, run_id).set_tags({HOST: socket.gethostname(), PID: os.getpid()})
             self.client.update_run(run_id, status="RUNNING")
         else:
             self.client.set_terminated(run_id, status)
 
     def mark_dead_runs_killed(self) -> list[str]:
-        """Runs left RUNNING by a process on this host that no longer exists (e.g. SIGKILL)."""
+        """Runs left RUNNING by a process on this host that no longer exists (e.g. SIGKILL).
+
+        Runs owned by processes on other machines are left alone: only they can tell.
+        """
         host, killed = socket.gethostname(), []
         for run in self._search("attributes.status = 'RUNNING'"):
             tags = run.data.tags
-            if tags.get(ROLE) == "sweep" or tags.get(HOST) != host or not tags.get(PID):
+            if tags.get(HOST) != host or not tags.get(PID):
                 continue
             if not _process_alive(int(tags[PID])):
                 self.client.set_tag(run.info.run_id, "tiedae.error", "process died (e.g. SIGKILL)")
@@ -309,8 +334,19 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _check_same_location(experiment, location: str | None, configured: str | None) -> None:
+    """Artifacts go where the config says, or the run stops: never silently elsewhere."""
+    if location is None or experiment.artifact_location.rstrip("/") == location.rstrip("/"):
+        return
+    raise TrackingError(
+        f"tracking.artifact_dir={configured}, but experiment {experiment.name!r} in this store "
+        f"keeps its artifacts in {experiment.artifact_location}; set tracking.artifact_dir to "
+        "that folder, or use a new tracking.experiment name"
+    )
+
+
 @contextlib.contextmanager
-def _sigterm_as_keyboard_interrupt() -> Iterator[None]:
+def sigterm_as_keyboard_interrupt() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt so a terminated run ends KILLED, not RUNNING."""
 
     def interrupt(signum, frame):
