@@ -46,11 +46,14 @@ def cli_command(overrides: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "tiedae", *overrides]
 
 
-def run_cli(overrides: Sequence[str], timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    overrides: Sequence[str], timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``tiedae [overrides]`` to the end; stdout and stderr kept apart, as text."""
     return subprocess.run(
-        cli_command(overrides), capture_output=True, text=True, timeout=timeout, check=False
-    )
+        cli_command(overrides), capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 def start_cli(overrides: Sequence[str], log: Path) -> subprocess.Popen:
@@ -85,8 +88,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tracker_for(uri: str) -> Tracker:
-    return Tracker(TrackingSettings(uri)).connect()
+def store_tracker(root: Path, database_dir: Path | None = None) -> Tracker:
+    """A tracker on the store that ``tracking_overrides(root)`` points runs at (its sqlite file
+    in ``database_dir`` when given)."""
+    settings = TrackingSettings(
+        sqlite_uri(database_dir or root), artifact_dir=str(root / "artifacts")
+    )
+    return Tracker(settings).connect()
 
 
 def find_runs(tracker: Tracker, where: str = "") -> list:

@@ -20,9 +20,8 @@ from clirun import (
     find_runs,
     free_port,
     run_cli,
-    sqlite_uri,
     store_overrides,
-    tracker_for,
+    store_tracker,
     tracking_overrides,
 )
 
@@ -181,7 +180,7 @@ def test_artifacts_go_where_the_config_says(tmp_path):
     stored = {path.name for path in (tmp_path / "artifacts").rglob("*") if path.is_file()}
     cache_entry = Path(PRETRAINED_ARTIFACT).name
     assert {"config.yaml", "classifier.keras", cache_entry} <= stored, stored
-    runs = find_runs(tracker_for(sqlite_uri(tmp_path)))
+    runs = find_runs(store_tracker(tmp_path))
     assert len(runs) == 2  # the job and its pretraining
     assert all(run.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri()) for run in runs)
 
@@ -210,7 +209,7 @@ def test_disk_full_while_storing_the_cache_entry(tmp_path, monkeypatch):
         run_experiment(cfg)
     assert f"could not store artifact {cache_entry}" in one_line(error.value)
     assert "No space left on device" in str(error.value)
-    tracker = tracker_for(sqlite_uri(tmp_path))
+    tracker = store_tracker(tmp_path)
     assert {run.data.tags[ROLE]: run.info.status for run in find_runs(tracker)} == {
         "job": "FAILED", "pretrain": "FAILED",
     }  # fmt: skip
@@ -236,4 +235,4 @@ def test_command_line_prints_one_line_and_no_traceback(tmp_path):
         assert result.returncode == status, (case, result.stderr)
         assert errors[0].startswith(first_line), (case, result.stderr)
         assert "Traceback" not in result.stderr, (case, result.stderr)
-    assert not find_runs(tracker_for(sqlite_uri(tmp_path)))  # nothing ran
+    assert not find_runs(store_tracker(tmp_path))  # nothing ran

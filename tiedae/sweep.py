@@ -32,6 +32,13 @@ class SweepParentCallback(Callback):
         self.tracker = None
         self._signals = contextlib.ExitStack()
 
+    def __getstate__(self) -> dict:
+        """Launchers ship callbacks to their workers, where this one has nothing to do."""
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         name = config.get("sweep", {}).get("name")
         if not name:
