@@ -13,7 +13,6 @@ STAMP := $(VENV)/.installed
 DB ?= sqlite:///$(CURDIR)/server/mlflow.db
 ARTIFACTS ?= $(CURDIR)/server/artifacts
 HOST ?= 127.0.0.1
-PORT ?= 5000
 
 .PHONY: help setup data run sweep table test lint bench ui server clean
 
