@@ -164,12 +164,11 @@ def cached_model(
 
 def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog):
     """Pretrain (or load) the autoencoder; its encoder's Dense layers, lowest first."""
+    every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
 
     def train(run: RunLog) -> keras.Model:
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
-        images = splits
-        if cfg.pretrain.get("images", "selected") == "all" and cfg.data.get("classes"):
-            images = load_classes(cfg.data, None)
+        images = load_classes(cfg.data, None) if every_class else splits
         run.log_params({"pretrain.n_images": len(images.x_train)})
         autoencoder, history = pretrain_autoencoder(
             images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
@@ -182,7 +181,8 @@ def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: R
 
     key = C.settings_key(C.pretrain_settings(cfg))
     tags = {"tied": cfg.model.tied, "dataset": splits.name}
-    name = f"pretrain {cfg.model.name}-{cfg.pretrain.name} seed={cfg.seed}"
+    pool = " all classes" if every_class else ""
+    name = f"pretrain {cfg.model.name}-{cfg.pretrain.name}{pool} seed={cfg.seed}"
     autoencoder = cached_model(tracker, job, key, name, tags, train)
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
     _log_reconstructions(job, autoencoder, splits)
