@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import make_config, run_cli
 
 from tiedae import config as C
 from tiedae.config import ConfigError
@@ -23,18 +20,16 @@ from tiedae.transfer import expected_kernels, hidden_layers, matching_layers
 TARGET = "data.classes=[5,6,7,8,9]"
 
 
+def store_overrides(store: Path) -> list[str]:
+    return [f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_dir={store}/art"]
+
+
 def make_cfg(store: Path, *overrides: str):
-    """A small digits config logging into ``store``."""
-    with initialize_config_dir(str(C.CONFIG_DIR), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                "data=digits", "labels.count=50", "seed=1", "runtime.verbose=0",
-                "pretrain.epochs=20", "classifier.epochs=20", "classifier.patience=3",
-                f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_dir={store}/art",
-                *overrides,
-            ],
-        )  # fmt: skip
+    """A small digits config logging into ``store``; the source learns for up to 20 epochs."""
+    return make_config(
+        "data=digits", "labels.count=50", "seed=1", "runtime.verbose=0", "++pretrain.epochs=20",
+        "classifier.epochs=20", "classifier.patience=3", *store_overrides(store), *overrides,
+    )  # fmt: skip
 
 
 def connect(store: Path) -> Tracker:
@@ -193,12 +188,9 @@ def test_bad_source_fails_before_any_run(bad_sources, source, message):
 @pytest.mark.slow
 def test_cli_prints_a_bad_source_as_one_line(tmp_path):
     missing = tmp_path / "missing.keras"
-    result = subprocess.run(
-        [sys.executable, "-m", "tiedae", "data=digits", "method=transfer_frozen", TARGET,
-         f"pretrain.source={missing}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-         f"tracking.artifact_dir={tmp_path}/art", f"hydra.run.dir={tmp_path}/out"],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    result = run_cli(
+        "data=digits", "method=transfer_frozen", TARGET, f"pretrain.source={missing}",
+        *store_overrides(tmp_path), f"hydra.run.dir={tmp_path}/out", timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("tiedae: error:")]
