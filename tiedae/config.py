@@ -16,13 +16,17 @@ from omegaconf import DictConfig, OmegaConf
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
 DATASETS = ("fashion_mnist", "digits")
+N_CLASSES = 10  # both datasets have classes 0..9
 ACTIVATIONS = ("selu", "relu", "elu", "gelu", "tanh", "sigmoid", "swish", "linear")
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal",
                 "lecun_uniform")  # fmt: skip
 OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
 AE_LOSSES = ("binary_crossentropy", "mse")
 NOISES = ("none", "gaussian", "dropout")
-PRETRAININGS = ("none", "autoencoder")
+PRETRAININGS = ("none", "autoencoder", "transfer")
+AE_IMAGES = ("selected", "all")  # the autoencoder's images: data.classes' only, or every class's
+BUILTIN_SOURCE = "builtin"
+MODEL_URI_SCHEMES = ("runs:/", "models:/")
 
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
@@ -58,6 +62,8 @@ def validate(cfg: DictConfig) -> None:
     max_train = cfg.data.get("max_train")
     if max_train is not None:
         _positive_int(problems, "data.max_train", max_train)
+    if cfg.data.get("classes") is not None:
+        _class_list(problems, "data.classes", cfg.data.classes)
     _validate_labels(problems, cfg.labels)
     if not _is_int(cfg.seed) or cfg.seed < 0:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
@@ -65,6 +71,8 @@ def validate(cfg: DictConfig) -> None:
     _one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
     if cfg.pretrain.name == "autoencoder":
         _validate_autoencoder(problems, cfg.pretrain)
+    if cfg.pretrain.name == "transfer":
+        _validate_transfer(problems, cfg.pretrain, cfg.data.get("classes"))
     _validate_classifier(problems, cfg.classifier, cfg.model)
     if problems:
         raise ConfigError("; ".join(problems))
@@ -108,9 +116,54 @@ def _validate_autoencoder(problems: list[str], pretrain: DictConfig) -> None:
     _one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
     _one_of(problems, "pretrain.loss", pretrain.loss, AE_LOSSES)
     _one_of(problems, "pretrain.input_noise", pretrain.get("input_noise", "none"), NOISES)
+    _one_of(problems, "pretrain.images", pretrain.get("images", "selected"), AE_IMAGES)
     rate = pretrain.get("noise_rate", 0.0)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
         problems.append(f"pretrain.noise_rate={rate!r} must be a number >= 0")
+
+
+def _class_list(problems: list[str], key: str, classes: Any) -> bool:
+    """At least two distinct class ids in 0..9; True when ``classes`` is such a list."""
+    if (
+        not OmegaConf.is_list(classes) or len(classes) < 2 or len(set(classes)) != len(classes)
+        or not all(_is_int(c) and 0 <= c < N_CLASSES for c in classes)
+    ):  # fmt: skip
+        problems.append(
+            f"{key}={classes!r} must list at least two distinct class ids in 0..{N_CLASSES - 1}, "
+            "e.g. [5, 6]"
+        )
+        return False
+    return True
+
+
+def _validate_transfer(problems: list[str], pretrain: DictConfig, target: Any) -> None:
+    source = pretrain.get("source")
+    if not isinstance(source, str) or not source.strip():
+        problems.append(
+            f"pretrain.source={source!r} must be {BUILTIN_SOURCE}, a .keras file, "
+            "runs:/<run id>/<path> or models:/<name>/<version>"
+        )
+    if source != BUILTIN_SOURCE:
+        return
+    if target is None:
+        problems.append(
+            f"pretrain.source={BUILTIN_SOURCE} needs data.classes (the target task's classes, "
+            "e.g. [5, 6]); the source task learns the other classes"
+        )
+        return
+    chosen = pretrain.get("source_classes")
+    if chosen is not None and _class_list(problems, "pretrain.source_classes", chosen):
+        shared = sorted(set(chosen) & set(target))
+        if shared:
+            problems.append(
+                f"pretrain.source_classes={list(chosen)} shares classes {shared} with "
+                f"data.classes={list(target)}: the source task would see the target's labels"
+            )
+    _positive_int(problems, "pretrain.epochs", pretrain.epochs)
+    _positive_int(problems, "pretrain.patience", pretrain.patience)
+    _positive_int(problems, "pretrain.batch_size", pretrain.batch_size)
+    _positive_number(problems, "pretrain.learning_rate", pretrain.learning_rate)
+    _one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
 
 
 def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
@@ -137,6 +190,19 @@ def is_pretrained(cfg: DictConfig) -> bool:
     return cfg.pretrain.name != "none"
 
 
+def has_decoder(cfg: DictConfig) -> bool:
+    """Whether model.tied matters: only an autoencoder has a decoder to tie."""
+    return cfg.pretrain.name == "autoencoder"
+
+
+def source_classes(cfg: DictConfig) -> list[int]:
+    """The builtin transfer source's classes: as configured, or all not in data.classes."""
+    chosen = cfg.pretrain.get("source_classes")
+    if chosen is not None:
+        return list(chosen)
+    return [c for c in range(N_CLASSES) if c not in set(cfg.data.classes)]
+
+
 def reuse_layers(cfg: DictConfig) -> int:
     reuse = cfg.classifier.get("reuse_layers")
     return len(cfg.model.sizes) if reuse is None else int(reuse)
@@ -146,7 +212,12 @@ def method_name(cfg: DictConfig) -> str:
     """The table row a run belongs to, e.g. ``scratch`` or ``tied-autoencoder-frozen``."""
     if not is_pretrained(cfg):
         return "scratch"
-    return f"{cfg.model.name}-{cfg.pretrain.name}-{cfg.classifier.name}"
+    if cfg.pretrain.name == "transfer":
+        return f"transfer-{cfg.classifier.name}"
+    pretraining = cfg.pretrain.name
+    if cfg.pretrain.get("images", "selected") == "all":
+        pretraining += "-allimages"
+    return f"{cfg.model.name}-{pretraining}-{cfg.classifier.name}"
 
 
 def labels_label(cfg: DictConfig) -> str:
@@ -175,6 +246,21 @@ def pretrain_settings(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def source_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What the builtin transfer source depends on: not the target classes, not model.tied."""
+    settings = pretrain_settings(cfg)
+    plain_model = {k: settings["model"][k] for k in ("sizes", "activation", "kernel_initializer")}
+    return {
+        **settings,
+        "data": _without(settings["data"], "classes"),
+        "model": plain_model,
+        "pretrain": {
+            **_without(settings["pretrain"], "source_classes"),
+            "source_classes": source_classes(cfg),
+        },
+    }
+
+
 def run_settings(cfg: DictConfig) -> dict[str, Any]:
     """What a job's result depends on; scratch runs ignore the (unused) decoder and freezing."""
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -183,8 +269,9 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         "classifier": _without(plain["classifier"], "name"),
         "labels": plain["labels"],
     }
-    if not is_pretrained(cfg):
+    if not has_decoder(cfg):
         settings["model"] = _without(settings["model"], "tied")
+    if not is_pretrained(cfg):
         settings["classifier"] = _without(settings["classifier"], "freeze")
     return settings
 

@@ -16,8 +16,18 @@ from tiedae.classify import evaluate_on_test, train_classifier
 from tiedae.data import Splits, labeled_count, load_dataset, stratified_subset
 from tiedae.pretrain import PRETRAINED_ARTIFACT, pretrain_autoencoder, pretrained_layers
 from tiedae.report import reconstructions_figure
-from tiedae.tracking import PRETRAIN_KEY, ROLE, RUN_KEY, SWEEP, RunLog, Tracker, TrackingSettings
+from tiedae.tracking import (
+    PRETRAIN_KEY,
+    ROLE,
+    RUN_KEY,
+    SWEEP,
+    RunLog,
+    Tracker,
+    TrackingError,
+    TrackingSettings,
+)
 from tiedae.training import FitSettings, configure_tensorflow
+from tiedae.transfer import load_source, matching_layers, train_source_classifier
 
 log = logging.getLogger("tiedae")
 
@@ -59,6 +69,9 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     splits = load_dataset(cfg.data)
     check_labels_fit(cfg, splits)
     tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
+    check = PRETRAIN_CHECKS.get(cfg.pretrain.name)
+    if check:
+        check(cfg, splits, tracker)
     return splits, tracker
 
 
@@ -78,7 +91,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
     parent = tracker.sweep_parent(sweep) if sweep else None
     tags = {
         ROLE: "job", RUN_KEY: run_key, "method": C.method_name(cfg), "dataset": splits.name,
-        "tied": cfg.model.tied if C.is_pretrained(cfg) else "n/a",
+        "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
         "pretrained": C.is_pretrained(cfg), "labels": C.labels_label(cfg), "seed": cfg.seed,
     }  # fmt: skip
     if sweep:
@@ -168,11 +181,14 @@ def _load_cached(tracker: Tracker, key: str, folder: Path) -> tuple[str, keras.M
 
 def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog):
     """Pretrain (or load) the autoencoder; its encoder's Dense layers, lowest first."""
+    every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
 
     def train(run: RunLog) -> keras.Model:
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
+        images = load_classes(cfg.data, None) if every_class else splits
+        run.log_params({"pretrain.n_images": len(images.x_train)})
         autoencoder, history = pretrain_autoencoder(
-            splits, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
+            images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
             _fan_out(job, run, "ae"),
         )  # fmt: skip
         final = {f"ae/{k}": v for k, v in history.last.items()}
@@ -182,16 +198,88 @@ def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: R
 
     key = C.settings_key(C.pretrain_settings(cfg))
     tags = {"tied": cfg.model.tied, "dataset": splits.name}
-    name = f"pretrain {cfg.model.name}-{cfg.pretrain.name} seed={cfg.seed}"
+    pool = " all classes" if every_class else ""
+    name = f"pretrain {cfg.model.name}-{cfg.pretrain.name}{pool} seed={cfg.seed}"
     autoencoder = cached_model(tracker, job, key, name, tags, train)
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
     _log_reconstructions(job, autoencoder, splits)
     return pretrained_layers(autoencoder)
 
 
+def load_classes(data_cfg: DictConfig, classes: list[int] | None) -> Splits:
+    """The configured dataset with other classes kept (None: every class)."""
+    return load_dataset(OmegaConf.merge(data_cfg, {"classes": classes}))
+
+
+# --- transfer from a related task --------------------------------------------------------
+
+
+def transfer_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog) -> list:
+    """The lowest reused layers of the source network: builtin (trained once, cached) or given."""
+    job.set_tags({"transfer.source": cfg.pretrain.source})
+    if cfg.pretrain.source != C.BUILTIN_SOURCE:
+        return given_source_layers(cfg, splits, tracker)
+    model = builtin_source(cfg, tracker, job)
+    return matching_layers(
+        model, C.BUILTIN_SOURCE, splits.image_shape, cfg.model, C.reuse_layers(cfg)
+    )
+
+
+def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Model:
+    """A classifier trained with every label of the source classes, cached by its settings."""
+    classes = C.source_classes(cfg)
+
+    def train(run: RunLog) -> keras.Model:
+        run.log_params({**C.flatten(C.source_settings(cfg)), "source.classes": classes})
+        source = load_classes(cfg.data, classes)
+        model, history = train_source_classifier(
+            source, cfg.model, cfg.pretrain,
+            fit_settings(cfg, cfg.pretrain, cfg.pretrain.patience), _fan_out(job, run, "source"),
+        )  # fmt: skip
+        test = evaluate_on_test(model, source, cfg.runtime.validation_batch_size)
+        run.log_metrics({f"source/test_{k}": v for k, v in test.items()})
+        run.log_metrics(
+            {"time/pretrain_seconds": history.seconds, "source/n_images": len(source.x_train)}
+        )
+        job.log_metrics({"time/pretrain_seconds": history.seconds})
+        return model
+
+    key = C.settings_key(C.source_settings(cfg))
+    tags = {"dataset": cfg.data.name, "source.classes": classes}
+    name = f"pretrain transfer source classes={','.join(map(str, classes))} seed={cfg.seed}"
+    return cached_model(tracker, job, key, name, tags, train)
+
+
+def given_source_layers(cfg: DictConfig, splits: Splits, tracker: Tracker) -> list:
+    """Load the source a .keras path or an MLflow model URI names; its layers that fit."""
+    source = cfg.pretrain.source
+    with tempfile.TemporaryDirectory() as folder:
+        if source.startswith(C.MODEL_URI_SCHEMES):
+            try:
+                local = tracker.download_model(source, Path(folder))
+            except TrackingError as error:
+                raise C.ConfigError(f"pretrain.source={source}: {error}") from None
+        else:
+            local = Path(source).expanduser()
+        model = load_source(local, source)
+    return matching_layers(model, source, splits.image_shape, cfg.model, C.reuse_layers(cfg))
+
+
+def check_transfer_source(cfg: DictConfig, splits: Splits, tracker: Tracker) -> None:
+    """A given source must load and fit the encoder before any run starts (builtin: by build)."""
+    if cfg.pretrain.source != C.BUILTIN_SOURCE:
+        given_source_layers(cfg, splits, tracker)
+
+
 PretrainedLayers = Callable[[DictConfig, Splits, Tracker, RunLog], list]
 # pretrain.name -> how it produces the encoder layers the classifier reuses
-PRETRAINERS: dict[str, PretrainedLayers] = {"autoencoder": autoencoder_layers}
+PRETRAINERS: dict[str, PretrainedLayers] = {
+    "autoencoder": autoencoder_layers,
+    "transfer": transfer_layers,
+}
+PretrainCheck = Callable[[DictConfig, Splits, Tracker], None]
+# pretrain.name -> checks of its inputs that need the data or the store, run by prepare()
+PRETRAIN_CHECKS: dict[str, PretrainCheck] = {"transfer": check_transfer_source}
 
 
 def _fan_out(first: RunLog, second: RunLog, prefix: str):

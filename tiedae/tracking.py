@@ -26,6 +26,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 ROLE = "tiedae.role"  # job | pretrain | sweep
@@ -246,6 +247,41 @@ class Tracker:
                 continue  # artifacts gone (e.g. deleted by hand): try an older entry
             return run.info.run_id, Path(local)
         return None
+
+    # --- models from other runs (transfer sources) ----------------------------------------
+
+    def download_model(self, uri: str, destination: Path) -> Path:
+        """Download ``runs:/<run id>/<path>`` or ``models:/<name>/<version>``: a file or folder.
+
+        A registered version is resolved to its source first, so a version may point at a
+        single file (MLflow's own ``models:/`` download only fetches folders).
+        """
+        try:
+            source = self._model_version_source(uri) if uri.startswith("models:/") else uri
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=str(destination), tracking_uri=self.settings.uri
+            )
+        except MlflowException as error:
+            reason = str(error.message).strip().splitlines()[0]
+            raise TrackingError(f"cannot download from {self.settings.uri}: {reason}") from None
+        return Path(local)
+
+    def _model_version_source(self, uri: str) -> str:
+        name, _, version = uri[len("models:/") :].rstrip("/").rpartition("/")
+        if not name or not version.isdigit():
+            raise TrackingError("not of the form models:/<name>/<version>, e.g. models:/src/1")
+        return self.client.get_model_version_download_uri(name, version)
+
+    def register_model(self, name: str, artifact_uri: str, run_id: str | None = None) -> str:
+        """Register ``artifact_uri`` (e.g. ``runs:/<id>/models/classifier.keras``) as a new
+        version of the registered model ``name``, created if missing; returns the version."""
+        with self._store_lock():
+            try:
+                self.client.get_registered_model(name)
+            except MlflowException:
+                self.client.create_registered_model(name)
+            version = self.client.create_model_version(name, artifact_uri, run_id=run_id)
+        return str(version.version)
 
     # --- sweeps --------------------------------------------------------------------------
 
