@@ -69,6 +69,8 @@ def validate(cfg: DictConfig) -> None:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
     _validate_model(problems, cfg.model)
     _one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
+    if not isinstance(cfg.pretrain.get("cache", True), bool):
+        problems.append(f"pretrain.cache={cfg.pretrain.cache!r} must be true or false")
     if cfg.pretrain.name == "autoencoder":
         _validate_autoencoder(problems, cfg.pretrain)
     if cfg.pretrain.name == "transfer":
@@ -241,7 +243,7 @@ def pretrain_settings(cfg: DictConfig) -> dict[str, Any]:
     return {
         "data": _without(plain["data"], "dir"),
         "model": _without(plain["model"], "name"),
-        "pretrain": plain["pretrain"],
+        "pretrain": _without(plain["pretrain"], "cache"),  # how it is obtained, not what it is
         "seed": plain["seed"],
     }
 

@@ -189,7 +189,9 @@ def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
 
 
 def _to_unit_float(images: np.ndarray) -> np.ndarray:
-    return (np.asarray(images, dtype=np.float32) / 255.0).astype(np.float32)
+    unit = np.array(images, dtype=np.float32)  # one new array, divided in place: peak memory
+    unit /= 255.0
+    return unit
 
 
 def load_dataset(data_cfg) -> Splits:

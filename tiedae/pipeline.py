@@ -78,7 +78,9 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
 def run_experiment(cfg: DictConfig) -> dict[str, float]:
     """Run one job; returns its test metrics (empty when skipped as already FINISHED)."""
     splits, tracker = prepare(cfg)
-    configure_tensorflow(cfg.runtime.threads, cfg.runtime.deterministic)
+    configure_tensorflow(
+        cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
+    )
     sweep = cfg.sweep.get("name")
     run_key = C.settings_key(C.run_settings(cfg))
     if sweep and not cfg.force:
@@ -137,15 +139,25 @@ TrainModel = Callable[[RunLog], keras.Model]
 
 
 def cached_model(
-    tracker: Tracker, job: RunLog, key: str, name: str, tags: Mapping[str, Any], train: TrainModel
+    tracker: Tracker,
+    job: RunLog,
+    key: str,
+    name: str,
+    tags: Mapping[str, Any],
+    train: TrainModel,
+    enabled: bool = True,
 ) -> keras.Model:
     """The model stored under ``key`` by an earlier pretraining run, or ``train`` it now.
 
     ``train`` runs inside a new pretraining run nested under ``job``; the model is logged last,
     and only FINISHED runs are looked up, so a killed run never leaves a usable half entry.
     A machine-wide lock per key makes parallel jobs with the same key train it once.
+    With ``enabled=False`` (``pretrain.cache=false``) it always trains, logged as on a miss.
     """
     job.set_tags({PRETRAIN_KEY: key})
+    if not enabled:
+        job.set_tags({"pretrain.cache": "off"})
+        return _train_and_store(tracker, job, key, name, tags, train)
     with tracker.lock(f"pretrain-{key}"), tempfile.TemporaryDirectory() as folder:
         cached = _load_cached(tracker, key, Path(folder))
         if cached:
@@ -155,11 +167,17 @@ def cached_model(
             job.set_tags({"pretrain.cache": "hit", "pretrain.run_id": cached_run})
             return model
         job.set_tags({"pretrain.cache": "miss"})
-        with tracker.run(name, {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}, job.run_id) as run:
-            model = train(run)
-            _log_model(run, model, Path(PRETRAINED_ARTIFACT).name)
-        job.set_tags({"pretrain.run_id": run.run_id})
-        return model
+        return _train_and_store(tracker, job, key, name, tags, train)
+
+
+def _train_and_store(
+    tracker: Tracker, job: RunLog, key: str, name: str, tags: Mapping[str, Any], train: TrainModel
+) -> keras.Model:
+    with tracker.run(name, {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}, job.run_id) as run:
+        model = train(run)
+        _log_model(run, model, Path(PRETRAINED_ARTIFACT).name)
+    job.set_tags({"pretrain.run_id": run.run_id})
+    return model
 
 
 def _load_cached(tracker: Tracker, key: str, folder: Path) -> tuple[str, keras.Model] | None:
@@ -200,7 +218,9 @@ def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: R
     tags = {"tied": cfg.model.tied, "dataset": splits.name}
     pool = " all classes" if every_class else ""
     name = f"pretrain {cfg.model.name}-{cfg.pretrain.name}{pool} seed={cfg.seed}"
-    autoencoder = cached_model(tracker, job, key, name, tags, train)
+    autoencoder = cached_model(
+        tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True)
+    )
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
     _log_reconstructions(job, autoencoder, splits)
     return pretrained_layers(autoencoder)

@@ -1,0 +1,158 @@
+"""The benchmark (tiedae.bench), the fast loop's equivalence to a plain loop, pretrain.cache."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hydra import compose, initialize_config_dir
+from keras import ops
+
+from tiedae import bench
+from tiedae.config import CONFIG_DIR, ConfigError, pretrain_settings, settings_key, validate
+from tiedae.data import load_digits_splits
+from tiedae.models import Autoencoder
+from tiedae.training import FitSettings, fit
+
+
+def make_config(tmp_path, *overrides: str):
+    store = [
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_dir={tmp_path}/art",
+    ]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=["data=digits", *store, *overrides])
+
+
+# --- the fast loop learns what a plain loop learns --------------------------------------------
+
+
+def plain_loop(model, x, epochs: int, batch_size: int, seed: int) -> list[float]:
+    """The seed's recipe written out eagerly: shuffled batches, mean BCE, one SGD step each."""
+    optimizer = keras.optimizers.SGD(learning_rate=1.5)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in range(epochs):
+        order, total = rng.permutation(len(x)), 0.0
+        for start in range(0, len(x), batch_size):
+            batch = x[order[start : start + batch_size]]
+            with tf.GradientTape() as tape:
+                loss = ops.mean(
+                    keras.losses.binary_crossentropy(batch, model(batch, training=True))
+                )
+            optimizer.apply(
+                tape.gradient(loss, model.trainable_variables), model.trainable_variables
+            )
+            total += float(loss) * len(batch)
+        losses.append(total / len(x))
+    return losses
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_fit_learns_what_a_plain_loop_learns(tied):
+    x = load_digits_splits().x_train[:150]  # 150 = 4 full batches of 32 and one of 22
+    models = []
+    for _ in range(2):
+        keras.utils.set_random_seed(3)
+        models.append(Autoencoder(x.shape[1:], [16, 4], tied=tied))
+    fast, plain = models
+    settings = FitSettings(epochs=3, batch_size=32, seed=5, steps_per_execution=2, verbose=0)
+    history = fit(
+        fast, x, x, (x[:40], x[:40]), loss=keras.losses.binary_crossentropy,
+        optimizer=keras.optimizers.SGD(learning_rate=1.5), settings=settings,
+    )  # fmt: skip
+    expected = plain_loop(plain, x, epochs=3, batch_size=32, seed=5)
+    assert [epoch["loss"] for epoch in history.epochs] == pytest.approx(expected, rel=1e-5)
+    for ours, theirs in zip(fast.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+    assert history.epochs[0]["loss"] != history.epochs[-1]["loss"]  # it did learn
+
+
+# --- the seed's recipe beside tiedae's, in process, on digits ----------------------------------
+
+
+def test_seed_recipe_has_the_seed_shape_and_learns_like_tiedae():
+    for tied, params in ((True, 82_414), (False, 163_814)):
+        assert bench.seed_autoencoder(tied).count_params() == params  # the seed's 784-100-30
+    results = {
+        path: bench.pretrain_worker({"data": "digits", "variant": "tied", "path": path,
+                                     "epochs": 8, "overrides": []})
+        for path in (bench.SEED_PATH, bench.TIEDAE_PATH)
+    }  # fmt: skip
+    seed, ours = results[bench.SEED_PATH], results[bench.TIEDAE_PATH]
+    assert seed["images"] == ours["images"] == 8 * len(load_digits_splits().x_train)
+    assert ours["val_loss"] == pytest.approx(seed["val_loss"], rel=0.02)
+    assert ours["val_metric"] == pytest.approx(seed["val_metric"], abs=0.01)
+
+
+def test_summary_compares_medians_and_the_sweep_cache():
+    def row(path, repeat, seconds, val_loss, stage="pretrain", variant="tied"):
+        return bench.Measurement(
+            stage, variant, path, repeat, images=1000, seconds=seconds, cpu_seconds=2 * seconds,
+            val_loss=val_loss, peak_rss_mib=100.0,
+        )  # fmt: skip
+
+    rows = [
+        row(bench.SEED_PATH, 0, 4.0, 0.30), row(bench.SEED_PATH, 1, 5.0, 0.30),
+        row(bench.SEED_PATH, 2, 6.0, 0.30), row(bench.TIEDAE_PATH, 0, 1.0, 0.33),
+        row(bench.TIEDAE_PATH, 1, 2.0, 0.33), row(bench.TIEDAE_PATH, 2, 9.0, 0.33),
+        row("tiedae CLI", 0, 10.0, float("nan"), "sweep", "cache on"),
+        row("tiedae CLI", 0, 30.0, float("nan"), "sweep", "cache off"),
+    ]  # fmt: skip
+    ratios = {c["stage"]: c for c in bench.comparisons(bench.summarize(rows))}
+    assert ratios["pretrain"]["speedup"] == pytest.approx((1000 / 2.0) / (1000 / 5.0))
+    assert ratios["pretrain"]["val_loss_rel_diff"] == pytest.approx(0.1)
+    assert ratios["sweep"]["speedup"] == pytest.approx(3.0)
+    info = {**bench.machine(), "date": "today", "commit": "abc", "load": "1 and 1"}
+    text = bench.report(bench.Options(data="digits"), rows, "python -m tiedae.bench", info)
+    assert "2.50x" in text and "3.00x" in text and "+10.00%" in text and "TensorFlow" in text
+
+
+@pytest.mark.slow
+def test_bench_quick_runs_end_to_end_on_digits(tmp_path):
+    command = [sys.executable, "-m", "tiedae.bench", "--quick", "--data", "digits",
+               "--stages", "pretrain", "--out", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "tiedae / seed images/s" in done.stdout
+    readme = (tmp_path / "README.md").read_text()
+    assert "--quick --data digits" in readme and "TensorFlow" in readme
+    with open(tmp_path / "measurements.csv") as table:
+        rows = list(csv.DictReader(table))
+    assert sorted((row["variant"], row["path"]) for row in rows) == sorted(
+        (model, path)
+        for model in ("tied", "untied")
+        for path in (bench.SEED_PATH, bench.TIEDAE_PATH)
+    )
+    assert all(float(row["images_per_s"]) > 0 and float(row["peak_rss_mib"]) > 0 for row in rows)
+
+
+# --- pretrain.cache -----------------------------------------------------------------------------
+
+
+def test_pretrain_cache_flag_is_validated_and_not_part_of_the_key(tmp_path):
+    on, off = make_config(tmp_path), make_config(tmp_path, "pretrain.cache=false")
+    assert settings_key(pretrain_settings(on)) == settings_key(pretrain_settings(off))
+    with pytest.raises(ConfigError, match="pretrain.cache"):
+        validate(make_config(tmp_path, "pretrain.cache=sometimes"))
+
+
+@pytest.mark.slow
+def test_pretrain_cache_off_trains_again(tmp_path):
+    from tiedae.pipeline import run_experiment
+    from tiedae.tracking import Tracker, TrackingSettings
+
+    short = ["pretrain.epochs=1", "classifier.epochs=2", "runtime.verbose=0", "labels.count=50"]
+    for extra in ([], ["pretrain.cache=false"], []):
+        run_experiment(make_config(tmp_path, *short, *extra))
+    tracker = Tracker(TrackingSettings.from_config(make_config(tmp_path).tracking)).connect()
+    jobs = tracker.client.search_runs(
+        [tracker.experiment_id], "tags.`tiedae.role` = 'job'", order_by=["attributes.start_time"]
+    )
+    assert [job.data.tags["pretrain.cache"] for job in jobs] == ["miss", "off", "hit"]
+    assert tracker.count_runs("pretrain") == 2

@@ -1,0 +1,645 @@
+"""``make bench``: tiedae's training path against the seed's plain Keras ``fit``, side by side.
+
+    python -m tiedae.bench                       # the default (about 10 minutes on 2 cores)
+    python -m tiedae.bench --quick               # one epoch, one repetition, no sweep
+    python -m tiedae.bench --epochs 10 --repeats 3 --stages pretrain
+
+Stages (``--stages``, default all):
+
+- ``pretrain``: the seed's autoencoders (784-100-30, tied and untied; SGD 1.5, binary
+  cross-entropy, batch 32), the same data and epochs, trained by ``tiedae.pretrain`` and by the
+  seed's recipe as the seed writes it (Keras ``Sequential`` and a plain ``fit(X, X, epochs=...,
+  validation_data=...)``), alternating, ``--repeats`` times each.
+- ``classify``: the frozen classifier stage at 500 labels and at all labels, tiedae's loop
+  against a plain ``fit`` of the same model, a fixed number of epochs (no early stopping).
+- ``run``: one default ``tiedae`` run (its pretraining shortened to ``--epochs``): peak memory.
+- ``sweep``: the smoke sweep (``experiment=sweep_smoke``) with the pretraining cache, and with
+  ``pretrain.cache=false`` (every job pretrains its own autoencoder).
+
+Every measurement runs in its own process, so its peak RSS (``ru_maxrss``) is its own and no
+stage warms another. Wall time is what a user waits; CPU time (user + system) is the work done,
+less sensitive to other load on a shared machine. Results go to ``experiments/bench/``
+(``--out``): ``measurements.csv`` (every process), ``summary.csv`` and ``README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tiedae.config import PROJECT_ROOT
+
+STAGES = ("pretrain", "classify", "run", "sweep")
+RESULT_PREFIX = "BENCH-RESULT "
+SEED_PATH, TIEDAE_PATH = "seed fit", "tiedae"
+CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass(frozen=True)
+class Options:
+    data: str = "fashion_mnist"
+    epochs: int = 3  # autoencoder epochs, both paths
+    repeats: int = 3
+    classifier_epochs: tuple[int, int] = (20, 2)  # at 500 labels, at all labels
+    stages: tuple[str, ...] = STAGES
+    overrides: tuple[str, ...] = ()  # tiedae config overrides (--set), tiedae's path only
+    out: Path = PROJECT_ROOT / "experiments" / "bench"
+    timeout: float = 1800.0  # seconds, per process
+
+
+@dataclass
+class Measurement:
+    """One process: what it trained, how long it took, what it reached, how much memory."""
+
+    stage: str
+    variant: str  # e.g. "tied", "labels=500", "cache on"
+    path: str  # SEED_PATH or TIEDAE_PATH (or "tiedae CLI")
+    repeat: int
+    images: int = 0  # images seen in training: examples x epochs
+    seconds: float = 0.0  # wall, of the timed part
+    cpu_seconds: float = 0.0  # user + system, of the timed part
+    val_loss: float = float("nan")
+    val_metric: float = float("nan")  # rounded accuracy (autoencoders) or accuracy
+    peak_rss_mib: float = 0.0  # the whole process
+    process_seconds: float = 0.0  # the whole process, start-up included
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else float("nan")
+
+    @property
+    def images_per_cpu_second(self) -> float:
+        return self.images / self.cpu_seconds if self.cpu_seconds else float("nan")
+
+
+# --- the seed's recipe, as the seed writes it ------------------------------------------------
+
+
+def seed_autoencoder(tied: bool, image_shape: Sequence[int] = (28, 28)):
+    """The seed's autoencoder (HOML 2e ch. 17), compiled, with the changes Keras 3 needs.
+
+    ``self.dense.input_shape[-1]`` became ``self.dense.kernel.shape[0]`` (Keras 3 layers have no
+    ``input_shape``), ``SGD(lr=1.5)`` became ``SGD(learning_rate=1.5)``, and ``[28, 28]`` is
+    ``image_shape`` so tests can run it on digits. The untied one is the book's stacked
+    autoencoder that the tied one is compared with.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    class DenseTranspose(keras.layers.Layer):
+        def __init__(self, dense, activation=None, **kwargs):
+            self.dense = dense
+            self.activation = keras.activations.get(activation)
+            super().__init__(**kwargs)
+
+        def build(self, batch_input_shape):
+            self.biases = self.add_weight(
+                name="bias", shape=[self.dense.kernel.shape[0]], initializer="zeros"
+            )
+            super().build(batch_input_shape)
+
+        def call(self, inputs):
+            z = tf.matmul(inputs, self.dense.weights[0], transpose_b=True)
+            return self.activation(z + self.biases)
+
+    def rounded_accuracy(y_true, y_pred):
+        return keras.metrics.binary_accuracy(tf.round(y_true), tf.round(y_pred))
+
+    shape = list(image_shape)
+    keras.backend.clear_session()
+    tf.random.set_seed(42)
+    np.random.seed(42)
+    if tied:
+        dense_1 = keras.layers.Dense(100, activation="selu")
+        dense_2 = keras.layers.Dense(30, activation="selu")
+        encoder = keras.models.Sequential(
+            [keras.layers.Flatten(input_shape=shape), dense_1, dense_2]
+        )
+        decoder = keras.models.Sequential([
+            DenseTranspose(dense_2, activation="selu"),
+            DenseTranspose(dense_1, activation="sigmoid"),
+            keras.layers.Reshape(shape),
+        ])  # fmt: skip
+    else:
+        encoder = keras.models.Sequential([
+            keras.layers.Flatten(input_shape=shape),
+            keras.layers.Dense(100, activation="selu"),
+            keras.layers.Dense(30, activation="selu"),
+        ])  # fmt: skip
+        decoder = keras.models.Sequential([
+            keras.layers.Dense(100, activation="selu", input_shape=[30]),
+            keras.layers.Dense(int(np.prod(shape)), activation="sigmoid"),
+            keras.layers.Reshape(shape),
+        ])  # fmt: skip
+    autoencoder = keras.models.Sequential([encoder, decoder])
+    autoencoder.compile(
+        loss="binary_crossentropy",
+        optimizer=keras.optimizers.SGD(learning_rate=1.5),
+        metrics=[rounded_accuracy],
+    )
+    return autoencoder
+
+
+# --- workers: one measurement each, in their own process ------------------------------------
+
+
+class Clock:
+    """Wall and CPU seconds of a ``with`` block."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def compose_config(data: str, overrides: Sequence[str]):
+    from hydra import compose, initialize_config_dir
+
+    from tiedae.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"data={data}", *overrides])
+
+
+def pretrain_worker(spec: dict[str, Any]) -> dict[str, float]:
+    """Train the autoencoder ``spec['variant']`` (tied/untied) by ``spec['path']``."""
+    cfg = compose_config(
+        spec["data"], [f"model={spec['variant']}", f"pretrain.epochs={spec['epochs']}"]
+    )
+    from tiedae.data import load_dataset
+    from tiedae.pipeline import fit_settings
+    from tiedae.pretrain import pretrain_autoencoder
+    from tiedae.training import configure_tensorflow
+
+    splits = load_dataset(cfg.data)
+    if spec["path"] == TIEDAE_PATH:
+        configure_tensorflow(
+            cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
+        )
+        with Clock() as clock:
+            settings = fit_settings(cfg, cfg.pretrain, None)
+            _, history = pretrain_autoencoder(splits, cfg.model, cfg.pretrain, settings)
+        last = history.last
+    else:
+        with Clock() as clock:
+            autoencoder = seed_autoencoder(cfg.model.tied, splits.image_shape)
+            history = autoencoder.fit(
+                splits.x_train, splits.x_train, epochs=spec["epochs"],
+                validation_data=(splits.x_valid, splits.x_valid),
+            )  # fmt: skip
+        last = {name: values[-1] for name, values in history.history.items()}
+    return {
+        "images": len(splits.x_train) * spec["epochs"], "seconds": clock.wall,
+        "cpu_seconds": clock.cpu, "val_loss": last["val_loss"],
+        "val_metric": last["val_rounded_accuracy"],
+    }  # fmt: skip
+
+
+def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
+    """Train the default (frozen) classifier on ``spec['labels']`` labels, fixed epochs.
+
+    The encoder layers come from an untrained autoencoder: the cost is the same, and both
+    paths get the same ones.
+    """
+    import keras
+
+    from tiedae.classify import train_classifier
+    from tiedae.config import reuse_layers
+    from tiedae.data import labeled_count, load_dataset, stratified_subset
+    from tiedae.models import build_classifier, transplant_encoder
+    from tiedae.pipeline import fit_settings
+    from tiedae.pretrain import build_autoencoder, pretrained_layers
+    from tiedae.training import configure_tensorflow, make_optimizer
+
+    overrides = [f"labels.count={spec['labels']}", f"classifier.epochs={spec['epochs']}"]
+    cfg = compose_config(spec["data"], [*overrides, *spec["overrides"]])
+    splits = load_dataset(cfg.data)
+    labeled = stratified_subset(
+        splits.y_train, labeled_count(len(splits.y_train), cfg.labels.count, None), cfg.seed
+    )
+    if spec["path"] == TIEDAE_PATH:
+        configure_tensorflow(
+            cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
+        )
+    keras.utils.set_random_seed(cfg.seed)
+    reuse = reuse_layers(cfg)
+    encoder = pretrained_layers(build_autoencoder(splits.image_shape, cfg.model, cfg.pretrain))
+    x, y = splits.x_train[labeled], splits.y_train[labeled]
+    if spec["path"] == TIEDAE_PATH:
+        with Clock() as clock:
+            _, history = train_classifier(
+                splits, labeled, cfg.model, cfg.classifier, fit_settings(cfg, cfg.classifier, None),
+                pretrained=encoder, reuse=reuse,
+            )  # fmt: skip
+        last = history.last
+    else:
+        with Clock() as clock:
+            classifier = build_classifier(
+                splits.image_shape, list(cfg.model.sizes)[:reuse], splits.n_classes,
+                activation=cfg.model.activation, kernel_initializer=cfg.model.kernel_initializer,
+            )  # fmt: skip
+            transplant_encoder(classifier, encoder[:reuse], trainable=not cfg.classifier.freeze)
+            classifier.compile(
+                loss="sparse_categorical_crossentropy",
+                optimizer=make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate),
+                metrics=["accuracy"],
+            )
+            fitted = classifier.fit(
+                x, y, epochs=spec["epochs"], validation_data=(splits.x_valid, splits.y_valid)
+            )
+        last = {name: values[-1] for name, values in fitted.history.items()}
+    return {
+        "images": len(x) * spec["epochs"], "seconds": clock.wall, "cpu_seconds": clock.cpu,
+        "val_loss": last["val_loss"], "val_metric": last["val_accuracy"],
+    }  # fmt: skip
+
+
+WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, float]]] = {
+    "pretrain": pretrain_worker,
+    "classify": classify_worker,
+}
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    returncode: int
+    output: str
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mib: float
+
+
+def run_child(command: Sequence[str], timeout: float, cwd: Path = PROJECT_ROOT) -> Child:
+    """Run ``command``; its exit code, output, wall and CPU time and peak RSS (``wait4``)."""
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(command), stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+            env={**os.environ, **CHILD_ENV},
+        )  # fmt: skip
+        watchdog = threading.Timer(timeout, process.kill)
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            watchdog.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    return Child(
+        process.returncode, output, seconds, usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,  # KiB on Linux
+    )  # fmt: skip
+
+
+def measure_in_child(stage: str, spec: dict[str, Any], repeat: int, timeout: float) -> Measurement:
+    child = run_child(
+        [sys.executable, "-m", "tiedae.bench", "--worker", stage, json.dumps(spec)], timeout
+    )
+    lines = [line for line in child.output.splitlines() if line.startswith(RESULT_PREFIX)]
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"bench worker {stage} {spec} failed (exit {child.returncode}):\n{child.output[-3000:]}"
+        )
+    result = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    return Measurement(
+        stage, str(spec["variant"]), spec["path"], repeat, **result,
+        peak_rss_mib=child.peak_rss_mib, process_seconds=child.seconds,
+    )  # fmt: skip
+
+
+def measure_cli(stage: str, variant: str, overrides: Sequence[str], timeout: float) -> Measurement:
+    """A ``tiedae`` command as a user runs it, into a throw-away MLflow store."""
+    with tempfile.TemporaryDirectory(prefix="tiedae-bench-") as folder:
+        command = [
+            sys.executable, "-m", "tiedae", *overrides,
+            f"tracking.uri=sqlite:///{folder}/mlflow.db", f"tracking.artifact_dir={folder}/art",
+            f"hydra.run.dir={folder}/run", f"hydra.sweep.dir={folder}/multirun",
+        ]  # fmt: skip
+        child = run_child(command, timeout)
+    if child.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed:\n{child.output[-3000:]}")
+    return Measurement(
+        stage, variant, "tiedae CLI", 0, seconds=child.seconds, cpu_seconds=child.cpu_seconds,
+        peak_rss_mib=child.peak_rss_mib, process_seconds=child.seconds,
+    )  # fmt: skip
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+
+def alternating(repeat: int) -> tuple[str, str]:
+    """Which path goes first alternates, so a change in machine load hits both alike."""
+    return (SEED_PATH, TIEDAE_PATH) if repeat % 2 == 0 else (TIEDAE_PATH, SEED_PATH)
+
+
+def worker_spec(options: Options, path: str, variant: str, epochs: int, **more) -> dict:
+    """What a worker needs; the user's ``--set`` overrides go to tiedae's path only."""
+    overrides = list(options.overrides) if path == TIEDAE_PATH else []
+    return {"data": options.data, "variant": variant, "path": path, "epochs": epochs,
+            "overrides": overrides, **more}  # fmt: skip
+
+
+def measurements(options: Options, say: Callable[[str], None]) -> Iterator[Measurement]:
+    if "pretrain" in options.stages:
+        for repeat in range(options.repeats):
+            for model in ("tied", "untied"):
+                for path in alternating(repeat):
+                    say(f"pretrain {model} by {path}, repetition {repeat + 1}")
+                    spec = worker_spec(options, path, model, options.epochs)
+                    yield measure_in_child("pretrain", spec, repeat, options.timeout)
+    if "classify" in options.stages:
+        for repeat in range(options.repeats):
+            for labels, epochs in zip((500, "all"), options.classifier_epochs, strict=True):
+                for path in alternating(repeat):
+                    say(f"classifier at {labels} labels by {path}, repetition {repeat + 1}")
+                    spec = worker_spec(options, path, f"labels={labels}", epochs, labels=labels)
+                    yield measure_in_child("classify", spec, repeat, options.timeout)
+    if "run" in options.stages:
+        say(f"one default run, pretrain.epochs={options.epochs}")
+        overrides = [f"data={options.data}", f"pretrain.epochs={options.epochs}"]
+        yield measure_cli("run", "default", [*overrides, *options.overrides], options.timeout)
+    if "sweep" in options.stages:
+        for variant, extra in (("cache on", []), ("cache off", ["pretrain.cache=false"])):
+            say(f"smoke sweep, pretraining {variant}")
+            overrides = ["experiment=sweep_smoke", "runtime.verbose=0", *options.overrides, *extra]
+            yield measure_cli("sweep", variant, overrides, options.timeout)
+
+
+# --- summary and report -------------------------------------------------------------------
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(rows: Sequence[Measurement]) -> list[dict[str, Any]]:
+    """One line per (stage, variant, path): medians over repetitions, the range of speeds."""
+    groups: dict[tuple[str, str, str], list[Measurement]] = {}
+    for row in rows:
+        groups.setdefault((row.stage, row.variant, row.path), []).append(row)
+    summary = []
+    for (stage, variant, path), group in groups.items():
+        speeds = [row.images_per_second for row in group]
+        summary.append({
+            "stage": stage, "variant": variant, "path": path, "repeats": len(group),
+            "seconds": _median([row.seconds for row in group]),
+            "cpu_seconds": _median([row.cpu_seconds for row in group]),
+            "images_per_s": _median(speeds), "images_per_s_min": min(speeds),
+            "images_per_s_max": max(speeds),
+            "images_per_cpu_s": _median([row.images_per_cpu_second for row in group]),
+            "val_loss": _median([row.val_loss for row in group]),
+            "val_metric": _median([row.val_metric for row in group]),
+            "peak_rss_mib": max(row.peak_rss_mib for row in group),
+        })  # fmt: skip
+    return summary
+
+
+def comparisons(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """tiedae against the seed's fit per variant; the sweep without the cache against with."""
+    by_key = {(s["stage"], s["variant"], s["path"]): s for s in summary}
+    found = []
+    for (stage, variant, path), ours in by_key.items():
+        seed = by_key.get((stage, variant, SEED_PATH))
+        if path == TIEDAE_PATH and seed:
+            found.append({
+                "stage": stage, "variant": variant,
+                "speedup": ours["images_per_s"] / seed["images_per_s"],
+                "speedup_cpu": ours["images_per_cpu_s"] / seed["images_per_cpu_s"],
+                "val_loss_seed": seed["val_loss"], "val_loss_tiedae": ours["val_loss"],
+                "val_loss_rel_diff": (ours["val_loss"] - seed["val_loss"]) / seed["val_loss"],
+            })  # fmt: skip
+    on, off = (
+        by_key.get(("sweep", "cache on", "tiedae CLI")),
+        by_key.get(("sweep", "cache off", "tiedae CLI")),
+    )
+    if on and off:
+        found.append({
+            "stage": "sweep", "variant": "cache off / cache on",
+            "speedup": off["seconds"] / on["seconds"],
+            "speedup_cpu": off["cpu_seconds"] / on["cpu_seconds"],
+        })  # fmt: skip
+    return found
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> dict[str, str]:
+    def version(*names: str) -> str:
+        for name in names:
+            try:
+                return importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return "not installed"
+
+    model = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+        model = names[0] if names else model
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cores": f"{usable} usable of {os.cpu_count()}", "cpu": model,
+        "python": platform.python_version(),
+        "tensorflow": version("tensorflow", "tensorflow-cpu"), "keras": version("keras"),
+        "system": f"{platform.system()} {platform.release()}",
+    }  # fmt: skip
+
+
+def report(
+    options: Options, rows: Sequence[Measurement], command: str, info: dict[str, str]
+) -> str:
+    summary = summarize(rows)
+    text = [
+        "# Benchmark: tiedae's training path against the seed's plain Keras `fit`\n",
+        f"- command: `{command}`",
+        f"- date: {info['date']}, commit {info['commit']}",
+        f"- machine: {info['cores']} cores, {info['cpu']}; {info['system']}; Python "
+        f"{info['python']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}",
+        f"- load average (1 min) at start and end: {info['load']}",
+        f"- data: {options.data}; autoencoders {options.epochs} epochs, batch 32, SGD 1.5, "
+        f"binary cross-entropy; {options.repeats} repetitions (median, range of images/s)",
+        f"- tiedae config overrides: {' '.join(options.overrides) or 'none (the defaults)'}",
+        "- images/s: training images x epochs / wall seconds of model building + training "
+        "(validation each epoch included); images/CPU-s: the same over user + system CPU "
+        "seconds, less sensitive to other load. Peak RSS: the whole process (`ru_maxrss`).\n",
+    ]
+    stage_titles = {
+        "pretrain": "Autoencoder pretraining",
+        "classify": f"Classifier stage (frozen encoder, {options.classifier_epochs[0]} epochs at "
+        f"500 labels, {options.classifier_epochs[1]} at all; no early stopping)",
+    }
+    for stage, title in stage_titles.items():
+        lines = [s for s in summary if s["stage"] == stage]
+        if not lines:
+            continue
+        text.append(f"## {title}\n")
+        text.append(markdown_table(
+            ["variant", "path", "images/s (range)", "images/CPU-s", "final val loss",
+             "final val metric", "peak RSS MiB"],
+            [[s["variant"], s["path"],
+              f"{s['images_per_s']:,.0f} "
+              f"({s['images_per_s_min']:,.0f}–{s['images_per_s_max']:,.0f})",
+              f"{s['images_per_cpu_s']:,.0f}", f"{s['val_loss']:.4f}", f"{s['val_metric']:.4f}",
+              f"{s['peak_rss_mib']:,.0f}"] for s in lines],
+        ))  # fmt: skip
+        ratios = [c for c in comparisons(summary) if c["stage"] == stage]
+        text.append(markdown_table(
+            ["variant", "tiedae / seed images/s", "per CPU-s", "val loss seed", "val loss tiedae",
+             "relative difference"],
+            [[c["variant"], f"{c['speedup']:.2f}x", f"{c['speedup_cpu']:.2f}x",
+              f"{c['val_loss_seed']:.4f}", f"{c['val_loss_tiedae']:.4f}",
+              f"{100 * c['val_loss_rel_diff']:+.2f}%"] for c in ratios],
+        ))  # fmt: skip
+    runs = [s for s in summary if s["stage"] == "run"]
+    if runs:
+        text.append(f"## One default run (`tiedae data={options.data} "
+                    f"pretrain.epochs={options.epochs}`)\n")  # fmt: skip
+        text.append(markdown_table(
+            ["wall s", "CPU s", "peak RSS MiB"],
+            [[f"{s['seconds']:.1f}", f"{s['cpu_seconds']:.1f}", f"{s['peak_rss_mib']:,.0f}"]
+             for s in runs],
+        ))  # fmt: skip
+    sweeps = [s for s in summary if s["stage"] == "sweep"]
+    if sweeps:
+        text.append("## The smoke sweep (`tiedae experiment=sweep_smoke`), whole process\n")
+        ratio = [c for c in comparisons(summary) if c["stage"] == "sweep"]
+        text.append(markdown_table(
+            ["pretraining", "wall s", "CPU s", "peak RSS MiB"],
+            [[s["variant"], f"{s['seconds']:.1f}", f"{s['cpu_seconds']:.1f}",
+              f"{s['peak_rss_mib']:,.0f}"] for s in sweeps]
+            + [["without / with the cache", f"{c['speedup']:.2f}x", f"{c['speedup_cpu']:.2f}x", ""]
+               for c in ratio],
+        ))  # fmt: skip
+    return "\n".join(text)
+
+
+def write_results(
+    folder: Path, rows: Sequence[Measurement], markdown: str, command: str, info: dict[str, str]
+) -> list[Path]:
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    context = {"command": command, **info}
+    raw = pd.DataFrame([
+        {**asdict(row), "images_per_s": row.images_per_second,
+         "images_per_cpu_s": row.images_per_cpu_second}
+        for row in rows
+    ])  # fmt: skip
+    summary = pd.DataFrame(summarize(rows))
+    for frame in (raw, summary):
+        for key, value in context.items():
+            frame[key] = value
+    paths = [folder / "measurements.csv", folder / "summary.csv", folder / "README.md"]
+    raw.to_csv(paths[0], index=False)
+    summary.to_csv(paths[1], index=False)
+    paths[2].write_text(markdown)
+    return paths
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="python -m tiedae.bench", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 1)[1],
+    )  # fmt: skip
+    parser.add_argument("--data", choices=("fashion_mnist", "digits"), default="fashion_mnist")
+    parser.add_argument("--epochs", type=int, help="autoencoder epochs (default 3; --quick: 1)")
+    parser.add_argument("--repeats", type=int, help="repetitions (default 3; --quick: 1)")
+    parser.add_argument(
+        "--classifier-epochs", type=int, nargs=2, metavar=("AT_500", "AT_ALL"),
+        help="classifier epochs at 500 and at all labels (default 20 2)",
+    )  # fmt: skip
+    parser.add_argument("--stages", default=None,
+                        help=f"comma-separated, from {','.join(STAGES)} (default all; "
+                             "--quick: all but sweep)")  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="a tiedae config override for tiedae's path, e.g. --set runtime.threads=1",
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="a short version, a minute or two")
+    parser.add_argument("--out", type=Path, default=Options.out, help="results folder")
+    parser.add_argument("--timeout", type=float, default=Options.timeout, help="s per process")
+    parser.add_argument("--worker", nargs=2, metavar=("STAGE", "SPEC"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    stages = tuple(args.stages.split(",")) if args.stages else STAGES[:-1] if quick else STAGES
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        parser.error(f"--stages: {', '.join(unknown)} unknown; choose from {', '.join(STAGES)}")
+    for name in ("epochs", "repeats"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name}={value} must be at least 1")
+    options = Options(
+        data=args.data,
+        epochs=args.epochs or (1 if quick else Options.epochs),
+        repeats=args.repeats or (1 if quick else Options.repeats),
+        classifier_epochs=tuple(args.classifier_epochs or ((2, 1) if quick else (20, 2))),
+        stages=stages, overrides=tuple(args.overrides), out=args.out, timeout=args.timeout,
+    )  # fmt: skip
+    return options, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options, args = parse_options(argv)
+    if args.worker:
+        stage, spec = args.worker
+        result = WORKERS[stage](json.loads(spec))
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return 0
+    command = shlex.join(
+        ["python", "-m", "tiedae.bench", *(sys.argv[1:] if argv is None else argv)]
+    )
+    info = {**machine(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    from tiedae.report import _git_commit
+
+    info["commit"] = _git_commit()
+    load_start = os.getloadavg()[0]
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"[bench {time.perf_counter() - started:6.0f}s] {message}", flush=True)
+
+    rows = list(measurements(options, say))
+    info["load"] = f"{load_start:.1f} and {os.getloadavg()[0]:.1f}"
+    markdown = report(options, rows, command, info)
+    paths = write_results(options.out, rows, markdown, command, info)
+    print("\n" + markdown)
+    print(f"written: {', '.join(str(p) for p in paths)}  ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
