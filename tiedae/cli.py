@@ -8,13 +8,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from tiedae.config import CONFIG_DIR, ConfigError
+from tiedae.config import CONFIG_DIR, ConfigError, DivergedError
 from tiedae.data import DataError
 from tiedae.tracking import TrackingError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
-USER_ERRORS = (ConfigError, DataError, TrackingError)
+USER_ERRORS = (ConfigError, DataError, TrackingError, DivergedError)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

@@ -9,12 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from tiedae import config as C
+from tiedae.baselines import run_baseline
 from tiedae.classify import evaluate_on_test, train_classifier
 from tiedae.data import Splits, labeled_count, load_dataset, stratified_subset
-from tiedae.pretrain import PRETRAINED_ARTIFACT, pretrain_autoencoder, pretrained_layers
+from tiedae.pretrain import (
+    PRETRAINED_ARTIFACT,
+    pretrain_autoencoder,
+    pretrain_greedy,
+    pretrained_layers,
+)
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import PRETRAIN_KEY, ROLE, RUN_KEY, SWEEP, RunLog, Tracker, TrackingSettings
 from tiedae.training import FitSettings, configure_tensorflow
@@ -93,9 +100,20 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
 
 
 def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog) -> dict:
+    """Draw the labeled subset, train the classifier (a network, or a scikit-learn baseline),
+    and log its test metrics: the one place the two kinds part ways."""
     n_labeled = check_labels_fit(cfg, splits)
     labeled = stratified_subset(splits.y_train, n_labeled, cfg.seed)
     run.log_params({"labels.n": n_labeled})
+    train = _train_baseline if C.is_sklearn(cfg) else _train_network
+    results = train(cfg, splits, labeled, tracker, run)
+    run.log_metrics(results)
+    return results
+
+
+def _train_network(
+    cfg: DictConfig, splits: Splits, labeled: np.ndarray, tracker: Tracker, run: RunLog
+) -> dict[str, float]:
     pretrained = None
     if C.is_pretrained(cfg):
         pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
@@ -113,8 +131,19 @@ def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLo
         int(v.numpy().size) for v in classifier.trainable_variables
     )
     results["time/classifier_seconds"] = history.seconds
-    run.log_metrics(results)
     _log_model(run, classifier, "classifier.keras")
+    return results
+
+
+def _train_baseline(
+    cfg: DictConfig, splits: Splits, labeled: np.ndarray, tracker: Tracker, run: RunLog
+) -> dict[str, float]:
+    baseline = run_baseline(splits, labeled, cfg.classifier, cfg.seed)
+    results = {f"test/{name}": value for name, value in baseline.test.items()}
+    results["clf/best_val_accuracy"] = baseline.val_accuracy
+    results["clf/chosen_regularization"] = baseline.chosen
+    results["params/classifier"] = baseline.n_parameters
+    results["time/classifier_seconds"] = baseline.seconds
     return results
 
 
@@ -149,12 +178,18 @@ def cached_model(
         return model
 
 
-def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog):
-    """Pretrain (or load) the autoencoder; its encoder's Dense layers, lowest first."""
+PretrainFunction = Callable[..., tuple[keras.Model, Any]]
+
+
+def autoencoder_layers(
+    cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog,
+    pretrain: PretrainFunction = pretrain_autoencoder,
+) -> list[keras.layers.Dense]:  # fmt: skip
+    """Pretrain (or load) the autoencoder with ``pretrain``; its encoder's Dense layers."""
 
     def train(run: RunLog) -> keras.Model:
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
-        autoencoder, history = pretrain_autoencoder(
+        autoencoder, history = pretrain(
             splits, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
             _fan_out(job, run, "ae"),
         )  # fmt: skip
@@ -172,9 +207,19 @@ def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: R
     return pretrained_layers(autoencoder)
 
 
+def greedy_layers(
+    cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog
+) -> list[keras.layers.Dense]:
+    """Greedy layer-wise pretraining, cached like the whole-stack autoencoder."""
+    return autoencoder_layers(cfg, splits, tracker, job, pretrain=pretrain_greedy)
+
+
 PretrainedLayers = Callable[[DictConfig, Splits, Tracker, RunLog], list]
 # pretrain.name -> how it produces the encoder layers the classifier reuses
-PRETRAINERS: dict[str, PretrainedLayers] = {"autoencoder": autoencoder_layers}
+PRETRAINERS: dict[str, PretrainedLayers] = {
+    "autoencoder": autoencoder_layers,
+    "greedy": greedy_layers,
+}
 
 
 def _fan_out(first: RunLog, second: RunLog, prefix: str):
