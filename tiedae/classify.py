@@ -46,14 +46,16 @@ def train_classifier(
         transplant_encoder(
             classifier, list(pretrained)[:reuse], trainable=not classifier_cfg.freeze
         )
-    frozen_epochs = classifier_cfg.get("frozen_epochs") if pretrained else None
-    if not frozen_epochs:
-        learning_rate = classifier_cfg.learning_rate
-        return classifier, _fit(classifier, splits, labeled, classifier_cfg, learning_rate,
-                                settings, on_epoch_end)  # fmt: skip
-    return classifier, _fit_gradually(
-        classifier, splits, labeled, classifier_cfg, reuse, settings, on_epoch_end
-    )
+    if pretrained and classifier_cfg.get("frozen_epochs"):
+        history = _fit_gradually(
+            classifier, splits, labeled, classifier_cfg, reuse, settings, on_epoch_end
+        )
+    else:
+        history = _fit(
+            classifier, splits, labeled, classifier_cfg, classifier_cfg.learning_rate,
+            settings, on_epoch_end,
+        )  # fmt: skip
+    return classifier, history
 
 
 def _fit_gradually(
@@ -77,7 +79,7 @@ def _fit_gradually(
     offset = len(head.epochs)
     tuned = _fit(
         classifier, splits, labeled, classifier_cfg, classifier_cfg.finetune_learning_rate,
-        settings, on_epoch_end and (lambda epoch, logs: on_epoch_end(offset + epoch, logs)),
+        settings, _shifted(on_epoch_end, offset),
     )  # fmt: skip
     history = History(epochs=head.epochs + tuned.epochs, seconds=head.seconds + tuned.seconds)
     if _best_val_loss(tuned) < _best_val_loss(head):
@@ -86,6 +88,13 @@ def _fit_gradually(
         classifier.set_weights(head_weights)
         history.best_epoch = head.best_epoch
     return history
+
+
+def _shifted(on_epoch_end: EpochCallback | None, offset: int) -> EpochCallback | None:
+    """The callback with epochs numbered on from ``offset``: one curve across both phases."""
+    if on_epoch_end is None:
+        return None
+    return lambda epoch, logs: on_epoch_end(offset + epoch, logs)
 
 
 def _best_val_loss(history: History) -> float:

@@ -83,10 +83,10 @@ def pretrain_greedy(
     the codes of stage k - 1 with the model's own activation as output (the codes' range) and
     mean squared error, with ``pretrain.code_optimizer`` at ``pretrain.code_learning_rate``
     (the seed's SGD at 1.5 diverges on unbounded codes). Each stage runs ``pretrain.epochs``
-    epochs with a fresh optimizer, and
-    corrupts its own inputs when ``pretrain.input_noise`` is set (stacked denoising
-    autoencoders). Because every stage's output activation is the one its slot in the stack
-    uses, the stacked autoencoder computes exactly the composed stages, decoder included.
+    epochs with a fresh optimizer, and corrupts its own inputs when ``pretrain.input_noise`` is
+    set (stacked denoising autoencoders). Because every stage's output activation is the one its
+    slot in the stack uses, the stacked autoencoder computes exactly the composed stages,
+    decoder included.
     Logged metrics carry the stage: ``stage1_loss``, ``stage2_val_loss``, ...
     """
     keras.utils.set_random_seed(settings.seed)
