@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 TF_EXTRA ?= cpu
 EXTRAS ?= dev,ray
 SWEEP ?=
+EXPERIMENT ?= sweep
 ARGS ?=
 PORT ?= 5000
 FASHION_DIR := /usr/share/datasets/fashion-mnist
@@ -37,8 +38,8 @@ data:  ## install Fashion-MNIST from Debian's dataset-fashion-mnist (as root), i
 run: setup  ## one run with the default config; add overrides with ARGS="model=untied labels.count=100"
 	$(BIN)/tiedae $(ARGS)
 
-sweep: setup  ## the default study (experiment=sweep), then the table
-	$(BIN)/tiedae experiment=sweep $(ARGS)
+sweep: setup  ## the default study (experiment=sweep; EXPERIMENT=benchmark for issue 4's), then the table
+	$(BIN)/tiedae experiment=$(EXPERIMENT) $(ARGS)
 	$(BIN)/python -m tiedae.report
 
 table: $(STAMP)  ## table + plot of the latest sweep (or SWEEP=name) into experiments/<sweep>/

@@ -9,13 +9,13 @@ from typing import NoReturn
 import hydra
 from omegaconf import DictConfig
 
-from tiedae.config import CONFIG_DIR, ConfigError, validate
+from tiedae.config import CONFIG_DIR, ConfigError, DivergedError, validate
 from tiedae.data import DataError
 from tiedae.tracking import TrackingError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
-USER_ERRORS = (ConfigError, DataError, TrackingError)
+USER_ERRORS = (ConfigError, DataError, TrackingError, DivergedError)
 
 
 def exit_with_error(error: Exception) -> NoReturn:

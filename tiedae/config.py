@@ -23,10 +23,15 @@ INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "l
 OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
 AE_LOSSES = ("binary_crossentropy", "mse")
 NOISES = ("none", "gaussian", "dropout")
-PRETRAININGS = ("none", "autoencoder", "transfer")
+PRETRAININGS = ("none", "autoencoder", "greedy", "transfer")
+AUTOENCODERS = ("autoencoder", "greedy")  # pretrainings with a decoder to tie or not
 AE_IMAGES = ("selected", "all")  # the autoencoder's images: data.classes' only, or every class's
 BUILTIN_SOURCE = "builtin"
 MODEL_URI_SCHEMES = ("runs:/", "models:/")
+CLASSIFIER_KINDS = ("keras", "sklearn")
+SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
+SKLEARN_FEATURES = ("pixels", "pca")
+DEFAULT_SIZES = (100, 30)  # the seed's encoder; other widths show in the method's name
 
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
@@ -36,8 +41,16 @@ class ConfigError(ValueError):
     """A config value is not allowed; the message names the key and what is allowed."""
 
 
+class DivergedError(ArithmeticError):
+    """Training's loss stopped being a finite number: a learning rate too high for the data."""
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _positive_int(problems: list[str], key: str, value: Any) -> None:
@@ -46,7 +59,7 @@ def _positive_int(problems: list[str], key: str, value: Any) -> None:
 
 
 def _positive_number(problems: list[str], key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if not _is_number(value) or value <= 0:
         problems.append(f"{key}={value!r} must be a positive number")
 
 
@@ -71,11 +84,21 @@ def validate(cfg: DictConfig) -> None:
     _one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
     if not isinstance(cfg.pretrain.get("cache", True), bool):
         problems.append(f"pretrain.cache={cfg.pretrain.cache!r} must be true or false")
-    if cfg.pretrain.name == "autoencoder":
+    if cfg.pretrain.name in AUTOENCODERS:
         _validate_autoencoder(problems, cfg.pretrain)
+    if cfg.pretrain.name == "greedy":
+        _one_of(problems, "pretrain.code_optimizer", cfg.pretrain.get("code_optimizer"), OPTIMIZERS)
+        _positive_number(
+            problems, "pretrain.code_learning_rate", cfg.pretrain.get("code_learning_rate")
+        )
     if cfg.pretrain.name == "transfer":
         _validate_transfer(problems, cfg.pretrain, cfg.data.get("classes"))
-    _validate_classifier(problems, cfg.classifier, cfg.model)
+    kind = cfg.classifier.get("kind", "keras")
+    _one_of(problems, "classifier.kind", kind, CLASSIFIER_KINDS)
+    if kind == "sklearn":
+        _validate_sklearn(problems, cfg.classifier, cfg.pretrain)
+    else:
+        _validate_classifier(problems, cfg.classifier, cfg.model)
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -183,6 +206,54 @@ def _validate_classifier(problems: list[str], classifier: DictConfig, model: Dic
     _positive_int(problems, "classifier.batch_size", classifier.batch_size)
     _positive_number(problems, "classifier.learning_rate", classifier.learning_rate)
     _one_of(problems, "classifier.optimizer", classifier.optimizer, OPTIMIZERS)
+    _validate_schedule(problems, classifier)
+
+
+def _validate_schedule(problems: list[str], classifier: DictConfig) -> None:
+    """``frozen_epochs``: train the head on a frozen encoder first, then unfreeze it."""
+    frozen_epochs = classifier.get("frozen_epochs")
+    if frozen_epochs is None:
+        return
+    _positive_int(problems, "classifier.frozen_epochs", frozen_epochs)
+    _positive_number(
+        problems, "classifier.finetune_learning_rate", classifier.get("finetune_learning_rate")
+    )
+    if classifier.get("freeze") is True:
+        problems.append(
+            f"classifier.frozen_epochs={frozen_epochs} unfreezes the encoder after that many "
+            "epochs, but classifier.freeze=true keeps it frozen; set classifier.freeze=false "
+            "or classifier.frozen_epochs=null"
+        )
+
+
+def _validate_sklearn(problems: list[str], classifier: DictConfig, pretrain: DictConfig) -> None:
+    if pretrain.name != "none":
+        problems.append(
+            f"classifier.kind=sklearn uses no pretrained encoder but pretrain={pretrain.name}; "
+            "set pretrain=none (the method bundles do)"
+        )
+    _one_of(problems, "classifier.name", classifier.name, SKLEARN_ESTIMATORS)
+    _one_of(problems, "classifier.features", classifier.get("features"), SKLEARN_FEATURES)
+    if classifier.get("features") == "pca":
+        _positive_int(problems, "classifier.components", classifier.get("components"))
+    if classifier.name == "label_spreading":
+        if classifier.get("features") == "pixels":
+            problems.append(
+                "classifier.features=pixels is too slow for label_spreading's neighbour graph; "
+                "allowed: pca"
+            )
+        _positive_int(problems, "classifier.n_neighbors", classifier.get("n_neighbors"))
+    _positive_int(problems, "classifier.max_iter", classifier.get("max_iter"))
+    key = "C" if classifier.name == "logreg" else "alpha"
+    value = classifier.get(key)
+    values = list(value) if OmegaConf.is_list(value) else [value]
+    upper = 1.0 if key == "alpha" else float("inf")
+    if not values or not all(_is_number(v) and 0 < v < upper for v in values):
+        allowed = "in (0, 1)" if key == "alpha" else "> 0"
+        problems.append(
+            f"classifier.{key}={value!r} must be a number {allowed} or a list of them "
+            "(the best on validation is kept)"
+        )
 
 
 # --- names and keys ----------------------------------------------------------------------
@@ -194,7 +265,7 @@ def is_pretrained(cfg: DictConfig) -> bool:
 
 def has_decoder(cfg: DictConfig) -> bool:
     """Whether model.tied matters: only an autoencoder has a decoder to tie."""
-    return cfg.pretrain.name == "autoencoder"
+    return cfg.pretrain.name in AUTOENCODERS
 
 
 def source_classes(cfg: DictConfig) -> list[int]:
@@ -210,16 +281,38 @@ def reuse_layers(cfg: DictConfig) -> int:
     return len(cfg.model.sizes) if reuse is None else int(reuse)
 
 
+def is_sklearn(cfg: DictConfig) -> bool:
+    return cfg.classifier.get("kind", "keras") == "sklearn"
+
+
 def method_name(cfg: DictConfig) -> str:
-    """The table row a run belongs to, e.g. ``scratch`` or ``tied-autoencoder-frozen``."""
+    """The table row a run belongs to, built from the settings that make a method.
+
+    ``<model>[<widths>]-<pretraining>[+<noise><rate>]-<classifier>[-reuse<k>]``, e.g.
+    ``tied-autoencoder-frozen``, ``untied[300,100]-greedy+dropout0.2-gradual-reuse1``;
+    ``scratch`` (plus widths) without pretraining; ``<estimator>-<features>`` for scikit-learn
+    baselines, e.g. ``logreg-pixels`` or ``label_spreading-pca30``. Widths show only when they
+    differ from the seed's ``[100,30]``.
+    """
+    classifier = cfg.classifier
+    if is_sklearn(cfg):
+        features = f"pca{classifier.components}" if classifier.features == "pca" else "pixels"
+        return f"{classifier.name}-{features}"
+    sizes = tuple(cfg.model.sizes)
+    widths = "" if sizes == DEFAULT_SIZES else "[" + ",".join(map(str, sizes)) + "]"
     if not is_pretrained(cfg):
-        return "scratch"
+        return f"scratch{widths}"
     if cfg.pretrain.name == "transfer":
-        return f"transfer-{cfg.classifier.name}"
+        return f"transfer{widths}-{classifier.name}"
     pretraining = cfg.pretrain.name
     if cfg.pretrain.get("images", "selected") == "all":
         pretraining += "-allimages"
-    return f"{cfg.model.name}-{pretraining}-{cfg.classifier.name}"
+    noise = cfg.pretrain.get("input_noise", "none")
+    if noise != "none" and cfg.pretrain.get("noise_rate", 0):
+        pretraining += f"+{noise}{cfg.pretrain.noise_rate:g}"
+    reuse = classifier.get("reuse_layers")
+    reused = f"-reuse{reuse}" if reuse is not None and reuse < len(sizes) else ""
+    return f"{cfg.model.name}{widths}-{pretraining}-{classifier.name}{reused}"
 
 
 def labels_label(cfg: DictConfig) -> str:
@@ -271,7 +364,10 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         "classifier": _without(plain["classifier"], "name"),
         "labels": plain["labels"],
     }
-    if not has_decoder(cfg):
+    if is_sklearn(cfg):  # here the name is the estimator
+        settings["classifier"] = plain["classifier"]
+        settings["model"] = {}  # no network: the widths and activation play no part
+    elif not has_decoder(cfg):
         settings["model"] = _without(settings["model"], "tied")
     if not is_pretrained(cfg):
         settings["classifier"] = _without(settings["classifier"], "freeze")

@@ -9,12 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from tiedae import config as C
+from tiedae.baselines import run_baseline
 from tiedae.classify import evaluate_on_test, train_classifier
 from tiedae.data import Splits, labeled_count, load_dataset, stratified_subset
-from tiedae.pretrain import PRETRAINED_ARTIFACT, pretrain_autoencoder, pretrained_layers
+from tiedae.pretrain import (
+    PRETRAINED_ARTIFACT,
+    pretrain_autoencoder,
+    pretrain_greedy,
+    pretrained_layers,
+)
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import (
     PRETRAIN_KEY,
@@ -108,9 +115,20 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
 
 
 def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog) -> dict:
+    """Draw the labeled subset, train the classifier (a network, or a scikit-learn baseline),
+    and log its test metrics: the one place the two kinds part ways."""
     n_labeled = check_labels_fit(cfg, splits)
     labeled = stratified_subset(splits.y_train, n_labeled, cfg.seed)
     run.log_params({"labels.n": n_labeled})
+    train = _train_baseline if C.is_sklearn(cfg) else _train_network
+    results = train(cfg, splits, labeled, tracker, run)
+    run.log_metrics(results)
+    return results
+
+
+def _train_network(
+    cfg: DictConfig, splits: Splits, labeled: np.ndarray, tracker: Tracker, run: RunLog
+) -> dict[str, float]:
     pretrained = None
     if C.is_pretrained(cfg):
         pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
@@ -128,8 +146,19 @@ def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLo
         int(v.numpy().size) for v in classifier.trainable_variables
     )
     results["time/classifier_seconds"] = history.seconds
-    run.log_metrics(results)
     _log_model(run, classifier, "classifier.keras")
+    return results
+
+
+def _train_baseline(
+    cfg: DictConfig, splits: Splits, labeled: np.ndarray, tracker: Tracker, run: RunLog
+) -> dict[str, float]:
+    baseline = run_baseline(splits, labeled, cfg.classifier, cfg.seed)
+    results = {f"test/{name}": value for name, value in baseline.test.items()}
+    results["clf/best_val_accuracy"] = baseline.val_accuracy
+    results["clf/chosen_regularization"] = baseline.chosen
+    results["params/classifier"] = baseline.n_parameters
+    results["time/classifier_seconds"] = baseline.seconds
     return results
 
 
@@ -197,15 +226,21 @@ def _load_cached(tracker: Tracker, key: str, folder: Path) -> tuple[str, keras.M
         return None
 
 
-def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog):
-    """Pretrain (or load) the autoencoder; its encoder's Dense layers, lowest first."""
+PretrainFunction = Callable[..., tuple[keras.Model, Any]]
+
+
+def autoencoder_layers(
+    cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog,
+    pretrain: PretrainFunction = pretrain_autoencoder,
+) -> list[keras.layers.Dense]:  # fmt: skip
+    """Pretrain (or load) the autoencoder with ``pretrain``; its encoder's Dense layers."""
     every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
 
     def train(run: RunLog) -> keras.Model:
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
         images = load_classes(cfg.data, None) if every_class else splits
         run.log_params({"pretrain.n_images": len(images.x_train)})
-        autoencoder, history = pretrain_autoencoder(
+        autoencoder, history = pretrain(
             images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
             _fan_out(job, run, "ae"),
         )  # fmt: skip
@@ -224,6 +259,13 @@ def autoencoder_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: R
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
     _log_reconstructions(job, autoencoder, splits)
     return pretrained_layers(autoencoder)
+
+
+def greedy_layers(
+    cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog
+) -> list[keras.layers.Dense]:
+    """Greedy layer-wise pretraining, cached like the whole-stack autoencoder."""
+    return autoencoder_layers(cfg, splits, tracker, job, pretrain=pretrain_greedy)
 
 
 def load_classes(data_cfg: DictConfig, classes: list[int] | None) -> Splits:
@@ -295,6 +337,7 @@ PretrainedLayers = Callable[[DictConfig, Splits, Tracker, RunLog], list]
 # pretrain.name -> how it produces the encoder layers the classifier reuses
 PRETRAINERS: dict[str, PretrainedLayers] = {
     "autoencoder": autoencoder_layers,
+    "greedy": greedy_layers,
     "transfer": transfer_layers,
 }
 PretrainCheck = Callable[[DictConfig, Splits, Tracker], None]

@@ -1,4 +1,9 @@
-"""Stage 3 — pretraining: fit a stacked autoencoder on all training images, labels unused."""
+"""Stage 3 — pretraining: fit a stacked autoencoder on all training images, labels unused.
+
+Two ways: the whole stack at once (``pretrain=autoencoder``, the seed's), or greedily, one
+shallow autoencoder per layer, each trained on the codes of the one below (``pretrain=greedy``),
+then stacked into one ``Autoencoder`` of the same shape.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,27 @@ import keras
 from omegaconf import DictConfig
 
 from tiedae.data import Splits
+from tiedae.layers import DenseTranspose
 from tiedae.models import Autoencoder, encoder_dense_layers, rounded_accuracy
-from tiedae.training import EpochCallback, FitSettings, History, fit, make_optimizer
+from tiedae.training import EpochCallback, FitSettings, History, fit, make_optimizer, predict
 
 PRETRAINED_ARTIFACT = "models/pretrained.keras"  # where a pretraining run stores its model
 
 
-def build_autoencoder(input_shape, model_cfg: DictConfig, pretrain_cfg: DictConfig) -> Autoencoder:
+def build_autoencoder(
+    input_shape,
+    model_cfg: DictConfig,
+    pretrain_cfg: DictConfig,
+    sizes: list[int] | None = None,
+    output_activation: str = "sigmoid",
+) -> Autoencoder:
+    """The autoencoder ``model_cfg`` describes, or one of ``sizes`` (a greedy stage)."""
     return Autoencoder(
         input_shape,
-        list(model_cfg.sizes),
+        list(model_cfg.sizes) if sizes is None else sizes,
         activation=model_cfg.activation,
         tied=model_cfg.tied,
+        output_activation=output_activation,
         kernel_initializer=model_cfg.kernel_initializer,
         input_noise=pretrain_cfg.get("input_noise", "none"),
         noise_rate=pretrain_cfg.get("noise_rate", 0.0),
@@ -51,3 +65,89 @@ def pretrain_autoencoder(
 def pretrained_layers(autoencoder: Autoencoder) -> list[keras.layers.Dense]:
     """The encoder's Dense layers, lowest first: what a classifier may reuse."""
     return encoder_dense_layers(autoencoder.encoder)
+
+
+# --- greedy layer-wise ---------------------------------------------------------------------
+
+
+def pretrain_greedy(
+    splits: Splits,
+    model_cfg: DictConfig,
+    pretrain_cfg: DictConfig,
+    settings: FitSettings,
+    on_epoch_end: EpochCallback | None = None,
+) -> tuple[Autoencoder, History]:
+    """Train one shallow autoencoder per width of ``model.sizes``, then stack them.
+
+    Stage 1 reconstructs the pixels (sigmoid output, ``pretrain.loss``); stage k > 1 reconstructs
+    the codes of stage k - 1 with the model's own activation as output (the codes' range) and
+    mean squared error, with ``pretrain.code_optimizer`` at ``pretrain.code_learning_rate``
+    (the seed's SGD at 1.5 diverges on unbounded codes). Each stage runs ``pretrain.epochs``
+    epochs with a fresh optimizer, and corrupts its own inputs when ``pretrain.input_noise`` is
+    set (stacked denoising autoencoders). Because every stage's output activation is the one its
+    slot in the stack uses, the stacked autoencoder computes exactly the composed stages,
+    decoder included.
+    Logged metrics carry the stage: ``stage1_loss``, ``stage2_val_loss``, ...
+    """
+    keras.utils.set_random_seed(settings.seed)
+    stages: list[Autoencoder] = []
+    history = History()
+    x_train, x_valid = splits.x_train, splits.x_valid
+    for depth, width in enumerate(model_cfg.sizes, start=1):
+        first = depth == 1
+        stage = build_autoencoder(
+            x_train.shape[1:], model_cfg, pretrain_cfg, sizes=[width],
+            output_activation="sigmoid" if first else model_cfg.activation,
+        )  # fmt: skip
+        stage_history = fit(
+            stage, x_train, x_train, (x_valid, x_valid),
+            loss=keras.losses.get(pretrain_cfg.loss if first else "mse"),
+            optimizer=_stage_optimizer(pretrain_cfg, first),
+            settings=settings,
+            metrics={"rounded_accuracy": rounded_accuracy} if first else None,
+            on_epoch_end=_stage_logger(on_epoch_end, depth, len(history.epochs)),
+        )  # fmt: skip
+        history.epochs += [_prefixed(depth, logs) for logs in stage_history.epochs]
+        history.seconds += stage_history.seconds
+        stages.append(stage)
+        x_train = predict(stage.encoder, x_train, settings.validation_batch_size)
+        x_valid = predict(stage.encoder, x_valid, settings.validation_batch_size)
+    return stack_stages(stages, splits.image_shape, model_cfg, pretrain_cfg), history
+
+
+def stack_stages(
+    stages: list[Autoencoder], input_shape, model_cfg: DictConfig, pretrain_cfg: DictConfig
+) -> Autoencoder:
+    """One autoencoder whose encoder is the stages' encoders in order, decoder the reverse."""
+    stacked = build_autoencoder(input_shape, model_cfg, pretrain_cfg)
+    encoder_layers = encoder_dense_layers(stacked.encoder)
+    decoder_layers = decoder_dense_layers(stacked.decoder)
+    for depth, stage in enumerate(stages):
+        (encoder_layer,) = encoder_dense_layers(stage.encoder)
+        (decoder_layer,) = decoder_dense_layers(stage.decoder)
+        encoder_layers[depth].set_weights(encoder_layer.get_weights())
+        decoder_layers[-1 - depth].set_weights(decoder_layer.get_weights())  # tied: bias only
+    return stacked
+
+
+def decoder_dense_layers(decoder: keras.Model) -> list[keras.layers.Layer]:
+    return [
+        layer for layer in decoder.layers
+        if isinstance(layer, keras.layers.Dense | DenseTranspose)
+    ]  # fmt: skip
+
+
+def _stage_optimizer(pretrain_cfg: DictConfig, first: bool) -> keras.optimizers.Optimizer:
+    if first:
+        return make_optimizer(pretrain_cfg.optimizer, pretrain_cfg.learning_rate)
+    return make_optimizer(pretrain_cfg.code_optimizer, pretrain_cfg.code_learning_rate)
+
+
+def _prefixed(depth: int, logs: dict[str, float]) -> dict[str, float]:
+    return {f"stage{depth}_{name}": value for name, value in logs.items()}
+
+
+def _stage_logger(on_epoch_end: EpochCallback | None, depth: int, offset: int):
+    if on_epoch_end is None:
+        return None
+    return lambda epoch, logs: on_epoch_end(offset + epoch, _prefixed(depth, dict(logs)))

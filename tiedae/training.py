@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tiedae.config import DivergedError
+
 EpochCallback = Callable[[int, Mapping[str, float]], None]
 Metric = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -216,6 +218,11 @@ def fit(
             if bar:
                 bar.update(first + count)
         logs = {"loss": loss_sum / len(x)}
+        if not np.isfinite(logs["loss"]):
+            raise DivergedError(
+                f"training diverged: loss {logs['loss']} in epoch {epoch + 1} of {model.name}; "
+                "lower its learning rate"
+            )
         val = validate(x_valid, y_valid)
         logs.update({f"val_{name}": value for name, value in val.items()})
         history.epochs.append(logs)
