@@ -86,6 +86,16 @@ def configure_tensorflow(threads: int, deterministic: bool, inter_op_threads: in
 
 
 ArrayLike = np.ndarray | tf.Tensor
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """The model's outputs (inference mode) for all of ``x``, in large batches."""
+    infer = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    return np.concatenate(
+        [infer(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+    )
+
+
 Evaluator = Callable[[ArrayLike, ArrayLike], dict[str, float]]
 
 
