@@ -25,6 +25,20 @@ QUICK = FitSettings(epochs=2, batch_size=32, seed=1, patience=2, verbose=0)
 METHODS = sorted(path.stem for path in (CONFIG_DIR / "method").glob("*.yaml"))
 
 
+def target_classes(method: str) -> list[str]:
+    """Transfer needs a target task: digits 5-9, the builtin source learning 0-4."""
+    return ["data.classes=[5,6,7,8,9]"] if method.startswith("transfer") else []
+
+
+# A frozen head learns slowly from a fresh source's codes (large initial logits): more epochs
+# and a larger step, so the check below means "learned something", not "ran".
+LONGER = {
+    "transfer_frozen": {
+        "pretrain.epochs": 3, "classifier.epochs": 20, "classifier.learning_rate": 0.01,
+    },
+}  # fmt: skip
+
+
 def compose_config(*overrides: str) -> DictConfig:
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=["data=digits", *overrides])
@@ -234,7 +248,7 @@ def test_invalid_new_keys_fail_with_one_line_naming_key_and_allowed(overrides, e
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_bundle_validates_and_names_its_row(method):
-    cfg = compose_config(f"method={method}")
+    cfg = compose_config(f"method={method}", *target_classes(method))
     validate(cfg)
     assert " " not in method_name(cfg)
 
@@ -265,10 +279,10 @@ def test_every_method_runs_end_to_end_and_logs_test_accuracy(method, tmp_path: P
     from tiedae import pipeline
 
     cfg = compose_config(
-        f"method={method}", "labels.count=100", "runtime.verbose=0",
+        f"method={method}", *target_classes(method), "labels.count=100", "runtime.verbose=0",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_dir={tmp_path}/art",
     )  # fmt: skip
-    for key, value in SHRINK.items():
+    for key, value in {**SHRINK, **LONGER.get(method, {})}.items():
         if OmegaConf.select(cfg, key) is not None:
             OmegaConf.update(cfg, key, value)
     results = pipeline.run_experiment(cfg)
