@@ -183,9 +183,8 @@ def compose_config(data: str, overrides: Sequence[str]):
 
 def pretrain_worker(spec: dict[str, Any]) -> dict[str, float]:
     """Train the autoencoder ``spec['variant']`` (tied/untied) by ``spec['path']``."""
-    cfg = compose_config(
-        spec["data"], [f"model={spec['variant']}", f"pretrain.epochs={spec['epochs']}"]
-    )
+    overrides = [f"model={spec['variant']}", f"pretrain.epochs={spec['epochs']}"]
+    cfg = compose_config(spec["data"], [*overrides, *spec["overrides"]])
     from tiedae.data import load_dataset
     from tiedae.pipeline import fit_settings
     from tiedae.pretrain import pretrain_autoencoder
@@ -244,7 +243,6 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
     keras.utils.set_random_seed(cfg.seed)
     reuse = reuse_layers(cfg)
     encoder = pretrained_layers(build_autoencoder(splits.image_shape, cfg.model, cfg.pretrain))
-    x, y = splits.x_train[labeled], splits.y_train[labeled]
     if spec["path"] == TIEDAE_PATH:
         with Clock() as clock:
             _, history = train_classifier(
@@ -253,7 +251,9 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
             )  # fmt: skip
         last = history.last
     else:
+        x, y = splits.x_train[labeled], splits.y_train[labeled]
         with Clock() as clock:
+            keras.utils.set_random_seed(cfg.seed)  # as train_classifier: the same initial head
             classifier = build_classifier(
                 splits.image_shape, list(cfg.model.sizes)[:reuse], splits.n_classes,
                 activation=cfg.model.activation, kernel_initializer=cfg.model.kernel_initializer,
@@ -269,7 +269,7 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
             )
         last = {name: values[-1] for name, values in fitted.history.items()}
     return {
-        "images": len(x) * spec["epochs"], "seconds": clock.wall, "cpu_seconds": clock.cpu,
+        "images": len(labeled) * spec["epochs"], "seconds": clock.wall, "cpu_seconds": clock.cpu,
         "val_loss": last["val_loss"], "val_metric": last["val_accuracy"],
     }  # fmt: skip
 
