@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -79,15 +80,20 @@ def test_fit_learns_what_a_plain_loop_learns(tied):
 def test_seed_recipe_has_the_seed_shape_and_learns_like_tiedae():
     for tied, params in ((True, 82_414), (False, 163_814)):
         assert bench.seed_autoencoder(tied).count_params() == params  # the seed's 784-100-30
-    results = {
-        path: bench.pretrain_worker({"data": "digits", "variant": "tied", "path": path,
-                                     "epochs": 8, "overrides": []})
-        for path in (bench.SEED_PATH, bench.TIEDAE_PATH)
-    }  # fmt: skip
-    seed, ours = results[bench.SEED_PATH], results[bench.TIEDAE_PATH]
+    options = bench.Options(data="digits", overrides=("pretrain.learning_rate=0.05",))
+
+    def pretrain(path: str, overrides: tuple[str, ...] = ()) -> dict[str, float]:
+        spec = bench.worker_spec(replace(options, overrides=overrides), path, "tied", 8)
+        return bench.pretrain_worker(spec)
+
+    seed, ours = pretrain(bench.SEED_PATH), pretrain(bench.TIEDAE_PATH)
     assert seed["images"] == ours["images"] == 8 * len(load_digits_splits().x_train)
     assert ours["val_loss"] == pytest.approx(seed["val_loss"], rel=0.02)
     assert ours["val_metric"] == pytest.approx(seed["val_metric"], abs=0.01)
+    # --set overrides reach tiedae's path, and only it: a 30x smaller step learns less
+    assert bench.worker_spec(options, bench.SEED_PATH, "tied", 8)["overrides"] == []
+    slower = pretrain(bench.TIEDAE_PATH, options.overrides)
+    assert slower["val_loss"] > 1.1 * ours["val_loss"]
 
 
 def test_summary_compares_medians_and_the_sweep_cache():

@@ -183,9 +183,8 @@ def compose_config(data: str, overrides: Sequence[str]):
 
 def pretrain_worker(spec: dict[str, Any]) -> dict[str, float]:
     """Train the autoencoder ``spec['variant']`` (tied/untied) by ``spec['path']``."""
-    cfg = compose_config(
-        spec["data"], [f"model={spec['variant']}", f"pretrain.epochs={spec['epochs']}"]
-    )
+    overrides = [f"model={spec['variant']}", f"pretrain.epochs={spec['epochs']}"]
+    cfg = compose_config(spec["data"], [*overrides, *spec["overrides"]])
     from tiedae.data import load_dataset
     from tiedae.pipeline import fit_settings
     from tiedae.pretrain import pretrain_autoencoder
@@ -244,7 +243,6 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
     keras.utils.set_random_seed(cfg.seed)
     reuse = reuse_layers(cfg)
     encoder = pretrained_layers(build_autoencoder(splits.image_shape, cfg.model, cfg.pretrain))
-    x, y = splits.x_train[labeled], splits.y_train[labeled]
     if spec["path"] == TIEDAE_PATH:
         with Clock() as clock:
             _, history = train_classifier(
@@ -253,7 +251,9 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
             )  # fmt: skip
         last = history.last
     else:
+        x, y = splits.x_train[labeled], splits.y_train[labeled]
         with Clock() as clock:
+            keras.utils.set_random_seed(cfg.seed)  # as train_classifier: the same initial head
             classifier = build_classifier(
                 splits.image_shape, list(cfg.model.sizes)[:reuse], splits.n_classes,
                 activation=cfg.model.activation, kernel_initializer=cfg.model.kernel_initializer,
@@ -269,7 +269,7 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
             )
         last = {name: values[-1] for name, values in fitted.history.items()}
     return {
-        "images": len(x) * spec["epochs"], "seconds": clock.wall, "cpu_seconds": clock.cpu,
+        "images": len(labeled) * spec["epochs"], "seconds": clock.wall, "cpu_seconds": clock.cpu,
         "val_loss": last["val_loss"], "val_metric": last["val_accuracy"],
     }  # fmt: skip
 
@@ -413,6 +413,8 @@ def summarize(rows: Sequence[Measurement]) -> list[dict[str, Any]]:
             "images_per_s_max": max(speeds),
             "images_per_cpu_s": _median([row.images_per_cpu_second for row in group]),
             "val_loss": _median([row.val_loss for row in group]),
+            "val_loss_min": min(row.val_loss for row in group),
+            "val_loss_max": max(row.val_loss for row in group),
             "val_metric": _median([row.val_metric for row in group]),
             "peak_rss_mib": max(row.peak_rss_mib for row in group),
         })  # fmt: skip
@@ -444,6 +446,12 @@ def comparisons(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "speedup_cpu": off["cpu_seconds"] / on["cpu_seconds"],
         })  # fmt: skip
     return found
+
+
+def _val_loss_cell(line: dict[str, Any]) -> str:
+    if line["val_loss_min"] == line["val_loss_max"]:
+        return f"{line['val_loss']:.4f}"
+    return f"{line['val_loss']:.4f} ({line['val_loss_min']:.4f}–{line['val_loss_max']:.4f})"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -488,7 +496,7 @@ def report(
         f"{info['python']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}",
         f"- load average (1 min) at start and end: {info['load']}",
         f"- data: {options.data}; autoencoders {options.epochs} epochs, batch 32, SGD 1.5, "
-        f"binary cross-entropy; {options.repeats} repetitions (median, range of images/s)",
+        f"binary cross-entropy; {options.repeats} repetitions (median and range)",
         f"- tiedae config overrides: {' '.join(options.overrides) or 'none (the defaults)'}",
         "- images/s: training images x epochs / wall seconds of model building + training "
         "(validation each epoch included); images/CPU-s: the same over user + system CPU "
@@ -505,12 +513,12 @@ def report(
             continue
         text.append(f"## {title}\n")
         text.append(markdown_table(
-            ["variant", "path", "images/s (range)", "images/CPU-s", "final val loss",
+            ["variant", "path", "images/s (range)", "images/CPU-s", "final val loss (range)",
              "final val metric", "peak RSS MiB"],
             [[s["variant"], s["path"],
               f"{s['images_per_s']:,.0f} "
               f"({s['images_per_s_min']:,.0f}–{s['images_per_s_max']:,.0f})",
-              f"{s['images_per_cpu_s']:,.0f}", f"{s['val_loss']:.4f}", f"{s['val_metric']:.4f}",
+              f"{s['images_per_cpu_s']:,.0f}", _val_loss_cell(s), f"{s['val_metric']:.4f}",
               f"{s['peak_rss_mib']:,.0f}"] for s in lines],
         ))  # fmt: skip
         ratios = [c for c in comparisons(summary) if c["stage"] == stage]
