@@ -309,7 +309,9 @@ def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Mode
     key = C.settings_key(C.source_settings(cfg))
     tags = {"dataset": cfg.data.name, "source.classes": classes}
     name = f"pretrain transfer source classes={','.join(map(str, classes))} seed={cfg.seed}"
-    return cached_model(tracker, job, key, name, tags, train)
+    return cached_model(
+        tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True)
+    )
 
 
 def given_source_layers(cfg: DictConfig, splits: Splits, tracker: Tracker) -> list:
