@@ -18,7 +18,7 @@ from tiedae import bench
 from tiedae.config import CONFIG_DIR, ConfigError, pretrain_settings, settings_key, validate
 from tiedae.data import load_digits_splits
 from tiedae.models import Autoencoder
-from tiedae.training import FitSettings, fit
+from tiedae.training import FitSettings, fit, use_jit
 
 
 def make_config(tmp_path, *overrides: str):
@@ -54,15 +54,17 @@ def plain_loop(model, x, epochs: int, batch_size: int, seed: int) -> list[float]
     return losses
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_fit_learns_what_a_plain_loop_learns(tied):
+@pytest.mark.parametrize(("tied", "jit"), [(True, True), (False, False)])
+def test_fit_learns_what_a_plain_loop_learns(tied, jit):
     x = load_digits_splits().x_train[:150]  # 150 = 4 full batches of 32 and one of 22
     models = []
     for _ in range(2):
         keras.utils.set_random_seed(3)
         models.append(Autoencoder(x.shape[1:], [16, 4], tied=tied))
     fast, plain = models
-    settings = FitSettings(epochs=3, batch_size=32, seed=5, steps_per_execution=2, verbose=0)
+    settings = FitSettings(
+        epochs=3, batch_size=32, seed=5, steps_per_execution=3, verbose=0, jit=jit
+    )  # 3: one call of 3 full batches, one of 1, then the short one
     history = fit(
         fast, x, x, (x[:40], x[:40]), loss=keras.losses.binary_crossentropy,
         optimizer=keras.optimizers.SGD(learning_rate=1.5), settings=settings,
@@ -72,6 +74,43 @@ def test_fit_learns_what_a_plain_loop_learns(tied):
     for ours, theirs in zip(fast.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
     assert history.epochs[0]["loss"] != history.epochs[-1]["loss"]  # it did learn
+
+
+def test_same_config_and_seed_give_the_same_test_numbers_with_jit(tmp_path):
+    """runtime.jit=true: pretraining, fine-tuning and test twice afresh agree to the last digit."""
+    from tiedae.classify import evaluate_on_test, train_classifier
+    from tiedae.config import reuse_layers
+    from tiedae.data import stratified_subset
+    from tiedae.pipeline import fit_settings
+    from tiedae.pretrain import pretrain_autoencoder, pretrained_layers
+
+    cfg = make_config(tmp_path, "runtime.jit=true", "runtime.verbose=0", "method=tied_finetune",
+                      "pretrain.epochs=1", "classifier.epochs=2", "seed=3")  # fmt: skip
+    splits = load_digits_splits()
+    labeled = stratified_subset(splits.y_train, 60, cfg.seed)
+
+    def one_run() -> dict[str, float]:
+        settings = fit_settings(cfg, cfg.pretrain, None)
+        assert settings.jit is True
+        autoencoder, _ = pretrain_autoencoder(splits, cfg.model, cfg.pretrain, settings)
+        classifier, _ = train_classifier(
+            splits, labeled, cfg.model, cfg.classifier, fit_settings(cfg, cfg.classifier, 2),
+            pretrained=pretrained_layers(autoencoder), reuse=reuse_layers(cfg),
+        )  # fmt: skip
+        return evaluate_on_test(classifier, splits)
+
+    first, second = one_run(), one_run()
+    assert first == second
+    assert 0.1 < first["accuracy"] < 1.0  # it trained: better than chance (and no error)
+
+
+def test_runtime_jit_is_validated_and_auto_picks_xla_for_long_fits(tmp_path):
+    with pytest.raises(ConfigError, match="runtime.jit"):
+        validate(make_config(tmp_path, "runtime.jit=sometimes"))
+    validate(make_config(tmp_path, "runtime.jit=auto"))
+    auto = FitSettings(epochs=10, jit="auto")
+    assert use_jit(auto, 55_000) and not use_jit(auto, 500)  # pretraining; 500 labels
+    assert use_jit(FitSettings(epochs=1, jit=True), 10) and not use_jit(FitSettings(epochs=99), 1e6)
 
 
 # --- the seed's recipe beside tiedae's, in process, on digits ----------------------------------
