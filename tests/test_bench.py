@@ -146,6 +146,7 @@ def test_summary_compares_medians_and_the_sweep_cache():
         row(bench.SEED_PATH, 0, 4.0, 0.30), row(bench.SEED_PATH, 1, 5.0, 0.30),
         row(bench.SEED_PATH, 2, 6.0, 0.30), row(bench.TIEDAE_PATH, 0, 1.0, 0.33),
         row(bench.TIEDAE_PATH, 1, 2.0, 0.33), row(bench.TIEDAE_PATH, 2, 9.0, 0.33),
+        row(bench.NO_JIT_PATH, 0, 4.0, 0.33), row(bench.NO_JIT_PATH, 1, 4.0, 0.33),
         row("tiedae CLI", 0, 10.0, float("nan"), "sweep", "cache on"),
         row("tiedae CLI", 0, 30.0, float("nan"), "sweep", "cache off"),
     ]  # fmt: skip
@@ -153,9 +154,13 @@ def test_summary_compares_medians_and_the_sweep_cache():
     assert ratios["pretrain"]["speedup"] == pytest.approx((1000 / 2.0) / (1000 / 5.0))
     assert ratios["pretrain"]["val_loss_rel_diff"] == pytest.approx(0.1)
     assert ratios["sweep"]["speedup"] == pytest.approx(3.0)
+    assert ratios["pretrain jit"]["speedup"] == pytest.approx((1000 / 2.0) / (1000 / 4.0))
     info = {**bench.machine(), "date": "today", "commit": "abc", "load": "1 and 1"}
+    info["matmul_peak_gflops"] = "1.0"  # 1 GFLOP/s: the median 500 images/s x 0.977 MFLOP
     text = bench.report(bench.Options(data="digits"), rows, "python -m tiedae.bench", info)
     assert "2.50x" in text and "3.00x" in text and "+10.00%" in text and "TensorFlow" in text
+    assert "| tied | tiedae | 500 (111–1,000) | 250 | 0.5 | 49% |" in text
+    assert bench.training_flops_per_image() == 3 * 2 * 2 * (784 * 100 + 100 * 30)
 
 
 @pytest.mark.slow
@@ -172,8 +177,9 @@ def test_bench_quick_runs_end_to_end_on_digits(tmp_path):
     assert sorted((row["variant"], row["path"]) for row in rows) == sorted(
         (model, path)
         for model in ("tied", "untied")
-        for path in (bench.SEED_PATH, bench.TIEDAE_PATH)
+        for path in (bench.SEED_PATH, bench.TIEDAE_PATH, bench.NO_JIT_PATH)
     )
+    assert "jit=true / jit=false images/s" in done.stdout and "GFLOP/s" in readme
     assert all(float(row["images_per_s"]) > 0 and float(row["peak_rss_mib"]) > 0 for row in rows)
 
 
