@@ -4,7 +4,10 @@ Keras's ``fit`` spends most of a small model's step in dispatch. Here the data s
 as tensors (copied once; an autoencoder's targets are its inputs, not a second copy), each
 compiled call runs ``steps_per_execution`` shuffled mini-batches in one ``tf.while_loop``
 (traced without AutoGraph), and validation runs once an epoch in large batches through one
-function traced once. The mathematics is the seed's (same batch size, same loss reduction,
+function traced once. With ``jit`` the loop is compiled by XLA: every full batch is a
+fixed-size slice of the epoch's order (one static shape), the short last batch runs apart.
+Objectives plug in as a step function (``train_step``; ``EpochRunner`` runs any). The
+mathematics is the seed's (same batch size, same loss reduction,
 same optimizer update), so what is learned is the same; ``tests/test_bench.py`` checks it
 against a plain eager loop. ``make bench`` measures the speed against the seed's ``fit``.
 """
