@@ -290,7 +290,7 @@ def peak_worker(spec: dict[str, Any]) -> dict[str, float]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    n, steps = spec.get("n", 784), spec.get("steps", 2000)
+    n, steps = spec.get("n", 784), spec.get("steps", 1000)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((32, n), dtype=np.float32))
     w = tf.constant(((rng.random((n, n)) - 0.5) / np.sqrt(n)).astype(np.float32))
