@@ -18,7 +18,7 @@ from tiedae import bench
 from tiedae.config import CONFIG_DIR, ConfigError, pretrain_settings, settings_key, validate
 from tiedae.data import load_digits_splits
 from tiedae.models import Autoencoder
-from tiedae.training import FitSettings, fit, use_jit
+from tiedae.training import EpochRunner, FitSettings, fit, use_jit
 
 
 def make_config(tmp_path, *overrides: str):
@@ -74,6 +74,26 @@ def test_fit_learns_what_a_plain_loop_learns(tied, jit):
     for ours, theirs in zip(fast.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
     assert history.epochs[0]["loss"] != history.epochs[-1]["loss"]  # it did learn
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_epoch_runner_takes_any_step_and_sees_every_example_once(jit):
+    """A custom objective's step: every example once an epoch, in order's batches, counted."""
+    x = tf.constant(np.arange(70, dtype=np.float32)[:, None])  # 2 full batches of 32 and one of 6
+    y = tf.constant(np.arange(70, dtype=np.float32) * 2)
+    seen, steps = tf.Variable(tf.zeros(70)), tf.Variable(0)
+
+    def step(x_batch, y_batch):  # records what it saw; its "loss" is the batch's mean y
+        seen.scatter_nd_add(tf.cast(x_batch, tf.int32), tf.ones(tf.shape(x_batch)[:1]))
+        steps.assign_add(1)
+        return ops.mean(y_batch)
+
+    runner = EpochRunner(step, x, y, batch_size=32, steps_per_execution=1, jit=jit)
+    order = tf.constant(np.random.default_rng(0).permutation(70), dtype=tf.int32)
+    progress = []
+    assert runner(order, progress.append) == pytest.approx(2 * 70 * 69 / 2)
+    assert progress == [1, 2, 3] and int(steps.numpy()) == 3
+    np.testing.assert_array_equal(seen.numpy(), np.ones(70))
 
 
 def test_same_config_and_seed_give_the_same_test_numbers_with_jit(tmp_path):
