@@ -315,7 +315,6 @@ def peak_worker(spec: dict[str, Any]) -> dict[str, float]:
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, float]]] = {
     "pretrain": pretrain_worker,
     "classify": classify_worker,
-    "peak": peak_worker,
 }
 
 
@@ -379,16 +378,6 @@ def measure_in_child(stage: str, spec: dict[str, Any], repeat: int, timeout: flo
         stage, str(spec["variant"]), spec["path"], repeat, **result,
         peak_rss_mib=child.peak_rss_mib, process_seconds=child.seconds,
     )  # fmt: skip
-
-
-def measure_peak(timeout: float) -> float:
-    """One core's matmul GFLOP/s, measured in a child process as the workers are."""
-    spec = json.dumps({"variant": "peak", "path": "tf"})
-    child = run_child([sys.executable, "-m", "tiedae.bench", "--worker", "peak", spec], timeout)
-    lines = [line for line in child.output.splitlines() if line.startswith(RESULT_PREFIX)]
-    if child.returncode != 0 or not lines:
-        raise RuntimeError(f"bench peak worker failed:\n{child.output[-3000:]}")
-    return float(json.loads(lines[-1][len(RESULT_PREFIX) :])["gflops"])
 
 
 def measure_cli(stage: str, variant: str, overrides: Sequence[str], timeout: float) -> Measurement:
@@ -794,11 +783,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     peaks = []
     if "pretrain" in options.stages:
         say("one core's matrix-multiply peak")
-        peaks.append(measure_peak(options.timeout))
+        peaks.append(peak_worker({})["gflops"])  # in this process: it trains nothing else
     rows = list(measurements(options, say))
     if peaks:
         say("one core's matrix-multiply peak, again")
-        peaks.append(measure_peak(options.timeout))  # the best of before and after
+        peaks.append(peak_worker({})["gflops"])  # the best of before and after
         info["matmul_peak_gflops"] = f"{max(peaks):.2f}"
     info["load"] = f"{load_start:.1f} and {os.getloadavg()[0]:.1f}"
     markdown = report(options, rows, command, info)
