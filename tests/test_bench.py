@@ -18,7 +18,7 @@ from tiedae import bench
 from tiedae.config import CONFIG_DIR, ConfigError, pretrain_settings, settings_key, validate
 from tiedae.data import load_digits_splits
 from tiedae.models import Autoencoder
-from tiedae.training import FitSettings, fit
+from tiedae.training import EpochRunner, FitSettings, fit, use_jit
 
 
 def make_config(tmp_path, *overrides: str):
@@ -54,15 +54,17 @@ def plain_loop(model, x, epochs: int, batch_size: int, seed: int) -> list[float]
     return losses
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_fit_learns_what_a_plain_loop_learns(tied):
+@pytest.mark.parametrize(("tied", "jit"), [(True, True), (False, False)])
+def test_fit_learns_what_a_plain_loop_learns(tied, jit):
     x = load_digits_splits().x_train[:150]  # 150 = 4 full batches of 32 and one of 22
     models = []
     for _ in range(2):
         keras.utils.set_random_seed(3)
         models.append(Autoencoder(x.shape[1:], [16, 4], tied=tied))
     fast, plain = models
-    settings = FitSettings(epochs=3, batch_size=32, seed=5, steps_per_execution=2, verbose=0)
+    settings = FitSettings(
+        epochs=3, batch_size=32, seed=5, steps_per_execution=3, verbose=0, jit=jit
+    )  # 3: one call of 3 full batches, one of 1, then the short one
     history = fit(
         fast, x, x, (x[:40], x[:40]), loss=keras.losses.binary_crossentropy,
         optimizer=keras.optimizers.SGD(learning_rate=1.5), settings=settings,
@@ -72,6 +74,63 @@ def test_fit_learns_what_a_plain_loop_learns(tied):
     for ours, theirs in zip(fast.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
     assert history.epochs[0]["loss"] != history.epochs[-1]["loss"]  # it did learn
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_epoch_runner_takes_any_step_and_sees_every_example_once(jit):
+    """A custom objective's step: every example once an epoch, in order's batches, counted."""
+    x = tf.constant(np.arange(70, dtype=np.float32)[:, None])  # 2 full batches of 32 and one of 6
+    y = tf.constant(np.arange(70, dtype=np.float32) * 2)
+    seen, steps = tf.Variable(tf.zeros(70)), tf.Variable(0)
+
+    def step(x_batch, y_batch):  # records what it saw; its "loss" is the batch's mean y
+        seen.scatter_nd_add(tf.cast(x_batch, tf.int32), tf.ones(tf.shape(x_batch)[:1]))
+        steps.assign_add(1)
+        return ops.mean(y_batch)
+
+    runner = EpochRunner(step, x, y, batch_size=32, steps_per_execution=1, jit=jit)
+    order = tf.constant(np.random.default_rng(0).permutation(70), dtype=tf.int32)
+    progress = []
+    assert runner(order, progress.append) == pytest.approx(2 * 70 * 69 / 2)
+    assert progress == [1, 2, 3] and int(steps.numpy()) == 3
+    np.testing.assert_array_equal(seen.numpy(), np.ones(70))
+
+
+def test_same_config_and_seed_give_the_same_test_numbers_with_jit(tmp_path):
+    """runtime.jit=true: pretraining, fine-tuning and test twice afresh agree to the last digit."""
+    from tiedae.classify import evaluate_on_test, train_classifier
+    from tiedae.config import reuse_layers
+    from tiedae.data import stratified_subset
+    from tiedae.pipeline import fit_settings
+    from tiedae.pretrain import pretrain_autoencoder, pretrained_layers
+
+    cfg = make_config(tmp_path, "runtime.jit=true", "runtime.verbose=0", "method=tied_finetune",
+                      "pretrain.epochs=1", "classifier.epochs=2", "seed=3")  # fmt: skip
+    splits = load_digits_splits()
+    labeled = stratified_subset(splits.y_train, 60, cfg.seed)
+
+    def one_run() -> dict[str, float]:
+        settings = fit_settings(cfg, cfg.pretrain, None)
+        assert settings.jit is True
+        autoencoder, _ = pretrain_autoencoder(splits, cfg.model, cfg.pretrain, settings)
+        classifier, _ = train_classifier(
+            splits, labeled, cfg.model, cfg.classifier, fit_settings(cfg, cfg.classifier, 2),
+            pretrained=pretrained_layers(autoencoder), reuse=reuse_layers(cfg),
+        )  # fmt: skip
+        return evaluate_on_test(classifier, splits)
+
+    first, second = one_run(), one_run()
+    assert first == second
+    assert 0.1 < first["accuracy"] < 1.0  # it trained: better than chance (and no error)
+
+
+def test_runtime_jit_is_validated_and_auto_picks_xla_for_long_fits(tmp_path):
+    with pytest.raises(ConfigError, match="runtime.jit"):
+        validate(make_config(tmp_path, "runtime.jit=sometimes"))
+    validate(make_config(tmp_path, "runtime.jit=auto"))
+    auto = FitSettings(epochs=10, jit="auto")
+    assert use_jit(auto, 55_000) and not use_jit(auto, 500)  # pretraining; 500 labels
+    assert use_jit(FitSettings(epochs=1, jit=True), 10) and not use_jit(FitSettings(epochs=99), 1e6)
 
 
 # --- the seed's recipe beside tiedae's, in process, on digits ----------------------------------
@@ -107,6 +166,7 @@ def test_summary_compares_medians_and_the_sweep_cache():
         row(bench.SEED_PATH, 0, 4.0, 0.30), row(bench.SEED_PATH, 1, 5.0, 0.30),
         row(bench.SEED_PATH, 2, 6.0, 0.30), row(bench.TIEDAE_PATH, 0, 1.0, 0.33),
         row(bench.TIEDAE_PATH, 1, 2.0, 0.33), row(bench.TIEDAE_PATH, 2, 9.0, 0.33),
+        row(bench.NO_JIT_PATH, 0, 4.0, 0.33), row(bench.NO_JIT_PATH, 1, 4.0, 0.33),
         row("tiedae CLI", 0, 10.0, float("nan"), "sweep", "cache on"),
         row("tiedae CLI", 0, 30.0, float("nan"), "sweep", "cache off"),
     ]  # fmt: skip
@@ -114,9 +174,13 @@ def test_summary_compares_medians_and_the_sweep_cache():
     assert ratios["pretrain"]["speedup"] == pytest.approx((1000 / 2.0) / (1000 / 5.0))
     assert ratios["pretrain"]["val_loss_rel_diff"] == pytest.approx(0.1)
     assert ratios["sweep"]["speedup"] == pytest.approx(3.0)
+    assert ratios["pretrain jit"]["speedup"] == pytest.approx((1000 / 2.0) / (1000 / 4.0))
     info = {**bench.machine(), "date": "today", "commit": "abc", "load": "1 and 1"}
+    info["matmul_peak_gflops"] = "1.0"  # 1 GFLOP/s: the median 500 images/s x 0.977 MFLOP
     text = bench.report(bench.Options(data="digits"), rows, "python -m tiedae.bench", info)
     assert "2.50x" in text and "3.00x" in text and "+10.00%" in text and "TensorFlow" in text
+    assert "| tied | tiedae | 500 (111–1,000) | 250 | 0.5 | 49% |" in text
+    assert bench.training_flops_per_image() == 3 * 2 * 2 * (784 * 100 + 100 * 30)
 
 
 @pytest.mark.slow
@@ -133,8 +197,9 @@ def test_bench_quick_runs_end_to_end_on_digits(tmp_path):
     assert sorted((row["variant"], row["path"]) for row in rows) == sorted(
         (model, path)
         for model in ("tied", "untied")
-        for path in (bench.SEED_PATH, bench.TIEDAE_PATH)
+        for path in (bench.SEED_PATH, bench.TIEDAE_PATH, bench.NO_JIT_PATH)
     )
+    assert "jit=true / jit=false images/s" in done.stdout and "GFLOP/s" in readme
     assert all(float(row["images_per_s"]) > 0 and float(row["peak_rss_mib"]) > 0 for row in rows)
 
 

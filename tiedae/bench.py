@@ -7,9 +7,12 @@
 Stages (``--stages``, default all):
 
 - ``pretrain``: the seed's autoencoders (784-100-30, tied and untied; SGD 1.5, binary
-  cross-entropy, batch 32), the same data and epochs, trained by ``tiedae.pretrain`` and by the
-  seed's recipe as the seed writes it (Keras ``Sequential`` and a plain ``fit(X, X, epochs=...,
-  validation_data=...)``), alternating, ``--repeats`` times each.
+  cross-entropy, batch 32), the same data and epochs, trained by ``tiedae.pretrain`` (with
+  ``runtime.jit=true`` and, as ``tiedae jit=false``, without XLA) and by the seed's recipe as
+  the seed writes it (Keras ``Sequential`` and a plain ``fit(X, X, epochs=...,
+  validation_data=...)``), in rotating order, ``--repeats`` times each. Beside images/s:
+  achieved GFLOP/s (counted analytically) against one core's matrix-multiply peak, measured in
+  the same run (chained 32x784 @ 784x784 products in TensorFlow, one thread).
 - ``classify``: the frozen classifier stage at 500 labels and at all labels, tiedae's loop
   against a plain ``fit`` of the same model, a fixed number of epochs (no early stopping).
 - ``run``: one default ``tiedae`` run (its pretraining shortened to ``--epochs``): peak memory.
@@ -48,6 +51,8 @@ from tiedae.config import PROJECT_ROOT
 STAGES = ("pretrain", "classify", "run", "sweep")
 RESULT_PREFIX = "BENCH-RESULT "
 SEED_PATH, TIEDAE_PATH = "seed fit", "tiedae"
+NO_JIT_PATH = "tiedae jit=false"  # tiedae's loop without XLA, beside TIEDAE_PATH (jit=true)
+JIT = {TIEDAE_PATH: "runtime.jit=true", NO_JIT_PATH: "runtime.jit=false"}  # pretrain stage
 CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
@@ -69,7 +74,7 @@ class Measurement:
 
     stage: str
     variant: str  # e.g. "tied", "labels=500", "cache on"
-    path: str  # SEED_PATH or TIEDAE_PATH (or "tiedae CLI")
+    path: str  # SEED_PATH, TIEDAE_PATH or NO_JIT_PATH (or "tiedae CLI")
     repeat: int
     images: int = 0  # images seen in training: examples x epochs
     seconds: float = 0.0  # wall, of the timed part
@@ -191,7 +196,7 @@ def pretrain_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.training import configure_tensorflow
 
     splits = load_dataset(cfg.data)
-    if spec["path"] == TIEDAE_PATH:
+    if spec["path"] != SEED_PATH:
         configure_tensorflow(
             cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
         )
@@ -236,14 +241,14 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
     labeled = stratified_subset(
         splits.y_train, labeled_count(len(splits.y_train), cfg.labels.count, None), cfg.seed
     )
-    if spec["path"] == TIEDAE_PATH:
+    if spec["path"] != SEED_PATH:
         configure_tensorflow(
             cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
         )
     keras.utils.set_random_seed(cfg.seed)
     reuse = reuse_layers(cfg)
     encoder = pretrained_layers(build_autoencoder(splits.image_shape, cfg.model, cfg.pretrain))
-    if spec["path"] == TIEDAE_PATH:
+    if spec["path"] != SEED_PATH:
         with Clock() as clock:
             _, history = train_classifier(
                 splits, labeled, cfg.model, cfg.classifier, fit_settings(cfg, cfg.classifier, None),
@@ -274,10 +279,53 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
     }  # fmt: skip
 
 
+def peak_worker(spec: dict[str, Any]) -> dict[str, float]:
+    """One core's matrix-multiply peak: chained (32 x n) @ (n x n) products in one TF graph.
+
+    The autoencoders' products are of this kind (32 images, 784 pixels); one thread, as
+    ``runtime.threads=1`` trains. The best of ``spec['repeats']`` timings of ``spec['steps']``.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    n, steps = spec.get("n", 784), spec.get("steps", 1000)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((32, n), dtype=np.float32))
+    w = tf.constant(((rng.random((n, n)) - 0.5) / np.sqrt(n)).astype(np.float32))
+
+    @tf.function(autograph=False)
+    def chain(x, count):
+        return tf.while_loop(lambda i, y: i < count, lambda i, y: (i + 1, y @ w), (0, x))[1]
+
+    chain(x, tf.constant(10)).numpy()  # trace and warm up
+    best = float("inf")
+    for _ in range(spec.get("repeats", 3)):
+        with Clock() as clock:
+            chain(x, tf.constant(steps)).numpy()
+        best = min(best, clock.wall)
+    return {"gflops": 2 * 32 * n * n * steps / best / 1e9}
+
+
+# TODO(issue 10): the semi-supervised objectives (ladder, joint, consistency) go here as a stage
+# each: tiedae's loop (``tiedae.training.EpochRunner`` with the objective's step) against a plain
+# Keras implementation of the same objective (``Model.train_step`` + ``fit``), at equal
+# validation accuracy, with their FLOPs a step in ``training_flops_per_image``'s manner.
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, float]]] = {
     "pretrain": pretrain_worker,
     "classify": classify_worker,
 }
+
+
+def training_flops_per_image(sizes: Sequence[int] = (784, 100, 30)) -> float:
+    """FLOPs to train on one image: an autoencoder's products, forward + backward (3x forward).
+
+    A product of (1 x m) by (m x k) costs 2mk; the encoder runs ``sizes`` down, the decoder up
+    (tied or untied alike). Element-wise work (activations, loss, update) is not counted.
+    """
+    forward = 2 * 2 * sum(a * b for a, b in itertools.pairwise(sizes))
+    return 3.0 * forward
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -357,9 +405,14 @@ def alternating(repeat: int) -> tuple[str, str]:
     return (SEED_PATH, TIEDAE_PATH) if repeat % 2 == 0 else (TIEDAE_PATH, SEED_PATH)
 
 
+def rotating(repeat: int, paths: Sequence[str]) -> list[str]:
+    """Which path goes first rotates with the repetition, as ``alternating`` for two."""
+    return [paths[(repeat + i) % len(paths)] for i in range(len(paths))]
+
+
 def worker_spec(options: Options, path: str, variant: str, epochs: int, **more) -> dict:
-    """What a worker needs; the user's ``--set`` overrides go to tiedae's path only."""
-    overrides = list(options.overrides) if path == TIEDAE_PATH else []
+    """What a worker needs; the user's ``--set`` overrides go to tiedae's paths only."""
+    overrides = list(options.overrides) if path != SEED_PATH else []
     return {"data": options.data, "variant": variant, "path": path, "epochs": epochs,
             "overrides": overrides, **more}  # fmt: skip
 
@@ -368,9 +421,13 @@ def measurements(options: Options, say: Callable[[str], None]) -> Iterator[Measu
     if "pretrain" in options.stages:
         for repeat in range(options.repeats):
             for model in ("tied", "untied"):
-                for path in alternating(repeat):
+                for path in rotating(repeat, (SEED_PATH, TIEDAE_PATH, NO_JIT_PATH)):
                     say(f"pretrain {model} by {path}, repetition {repeat + 1}")
                     spec = worker_spec(options, path, model, options.epochs)
+                    if path in JIT and not any(
+                        o.startswith("runtime.jit=") for o in spec["overrides"]
+                    ):
+                        spec["overrides"].insert(0, JIT[path])  # unless --set chose it
                     yield measure_in_child("pretrain", spec, repeat, options.timeout)
     if "classify" in options.stages:
         for repeat in range(options.repeats):
@@ -434,6 +491,15 @@ def comparisons(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "speedup_cpu": ours["images_per_cpu_s"] / seed["images_per_cpu_s"],
                 "val_loss_seed": seed["val_loss"], "val_loss_tiedae": ours["val_loss"],
                 "val_loss_rel_diff": (ours["val_loss"] - seed["val_loss"]) / seed["val_loss"],
+            })  # fmt: skip
+        no_jit = by_key.get((stage, variant, NO_JIT_PATH))
+        if path == TIEDAE_PATH and no_jit:
+            found.append({
+                "stage": f"{stage} jit", "variant": variant,
+                "speedup": ours["images_per_s"] / no_jit["images_per_s"],
+                "speedup_cpu": ours["images_per_cpu_s"] / no_jit["images_per_cpu_s"],
+                "val_loss_seed": no_jit["val_loss"], "val_loss_tiedae": ours["val_loss"],
+                "val_loss_rel_diff": (ours["val_loss"] - no_jit["val_loss"]) / no_jit["val_loss"],
             })  # fmt: skip
     on, off = (
         by_key.get(("sweep", "cache on", "tiedae CLI")),
@@ -500,8 +566,18 @@ def report(
         f"- tiedae config overrides: {' '.join(options.overrides) or 'none (the defaults)'}",
         "- images/s: training images x epochs / wall seconds of model building + training "
         "(validation each epoch included); images/CPU-s: the same over user + system CPU "
-        "seconds, less sensitive to other load. Peak RSS: the whole process (`ru_maxrss`).\n",
+        "seconds, less sensitive to other load. Peak RSS: the whole process (`ru_maxrss`).",
     ]
+    peak = float(info.get("matmul_peak_gflops", "nan"))
+    if peak == peak:
+        text.append(
+            f"- one core's matrix-multiply peak, measured in this run: {peak:,.1f} GFLOP/s "
+            "(TensorFlow, one thread, chained 32x784 @ 784x784 products; best of 3). "
+            f"Autoencoder GFLOP/s: images/s x {training_flops_per_image() / 1e6:.3f} MFLOP "
+            "(the 784-100-30 products forward and backward, 3x forward), a lower bound "
+            "since the time includes building and validation."
+        )
+    text[-1] += "\n"
     stage_titles = {
         "pretrain": "Autoencoder pretraining",
         "classify": f"Classifier stage (frozen encoder, {options.classifier_epochs[0]} epochs at "
@@ -512,14 +588,19 @@ def report(
         if not lines:
             continue
         text.append(f"## {title}\n")
+        flops = stage == "pretrain"
+        gflops = [s["images_per_s"] * training_flops_per_image() / 1e9 for s in lines]
         text.append(markdown_table(
-            ["variant", "path", "images/s (range)", "images/CPU-s", "final val loss (range)",
-             "final val metric", "peak RSS MiB"],
+            ["variant", "path", "images/s (range)", "images/CPU-s"]
+            + (["GFLOP/s", "of peak"] if flops else [])
+            + ["final val loss (range)", "final val metric", "peak RSS MiB"],
             [[s["variant"], s["path"],
               f"{s['images_per_s']:,.0f} "
               f"({s['images_per_s_min']:,.0f}–{s['images_per_s_max']:,.0f})",
-              f"{s['images_per_cpu_s']:,.0f}", _val_loss_cell(s), f"{s['val_metric']:.4f}",
-              f"{s['peak_rss_mib']:,.0f}"] for s in lines],
+              f"{s['images_per_cpu_s']:,.0f}"]
+             + ([f"{g:.1f}", f"{100 * g / peak:.0f}%" if peak == peak else "–"] if flops else [])
+             + [_val_loss_cell(s), f"{s['val_metric']:.4f}", f"{s['peak_rss_mib']:,.0f}"]
+             for s, g in zip(lines, gflops, strict=True)],
         ))  # fmt: skip
         ratios = [c for c in comparisons(summary) if c["stage"] == stage]
         text.append(markdown_table(
@@ -529,6 +610,15 @@ def report(
               f"{c['val_loss_seed']:.4f}", f"{c['val_loss_tiedae']:.4f}",
               f"{100 * c['val_loss_rel_diff']:+.2f}%"] for c in ratios],
         ))  # fmt: skip
+        jit = [c for c in comparisons(summary) if c["stage"] == f"{stage} jit"]
+        if jit:
+            text.append(markdown_table(
+                ["variant", "jit=true / jit=false images/s", "per CPU-s", "val loss jit=false",
+                 "val loss jit=true", "relative difference"],
+                [[c["variant"], f"{c['speedup']:.2f}x", f"{c['speedup_cpu']:.2f}x",
+                  f"{c['val_loss_seed']:.4f}", f"{c['val_loss_tiedae']:.4f}",
+                  f"{100 * c['val_loss_rel_diff']:+.2f}%"] for c in jit],
+            ))  # fmt: skip
     runs = [s for s in summary if s["stage"] == "run"]
     if runs:
         text.append(f"## One default run (`tiedae data={options.data} "
@@ -690,7 +780,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[bench {time.perf_counter() - started:6.0f}s] {message}", flush=True)
 
+    peaks = []
+    if "pretrain" in options.stages:
+        say("one core's matrix-multiply peak")
+        peaks.append(peak_worker({})["gflops"])  # in this process: it trains nothing else
     rows = list(measurements(options, say))
+    if peaks:
+        say("one core's matrix-multiply peak, again")
+        peaks.append(peak_worker({})["gflops"])  # the best of before and after
+        info["matmul_peak_gflops"] = f"{max(peaks):.2f}"
     info["load"] = f"{load_start:.1f} and {os.getloadavg()[0]:.1f}"
     markdown = report(options, rows, command, info)
     paths = write_results(options.out, rows, markdown, command, info)

@@ -84,6 +84,9 @@ def validate(cfg: DictConfig) -> None:
     _one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
     if not isinstance(cfg.pretrain.get("cache", True), bool):
         problems.append(f"pretrain.cache={cfg.pretrain.cache!r} must be true or false")
+    jit = cfg.runtime.get("jit", False)
+    if not (isinstance(jit, bool) or jit == "auto"):
+        problems.append(f"runtime.jit={cfg.runtime.jit!r} must be true, false or auto")
     if cfg.pretrain.name in AUTOENCODERS:
         _validate_autoencoder(problems, cfg.pretrain)
     if cfg.pretrain.name == "greedy":

@@ -47,6 +47,7 @@ def fit_settings(cfg: DictConfig, stage: DictConfig, patience: int | None) -> Fi
         seed=cfg.seed,
         patience=patience,
         steps_per_execution=runtime.steps_per_execution,
+        jit=runtime.get("jit", False),
         validation_batch_size=runtime.validation_batch_size,
         verbose=runtime.verbose,
     )
