@@ -145,3 +145,27 @@ def test_conv_pipeline_end_to_end_on_digits_denoising_and_frozen(store):
     n_conv = 3 * 3 * 1 * 8 + 8 + 3 * 3 * 8 * 16 + 16
     assert results["params/classifier"] == n_conv + 2 * 2 * 16 * 16 + 16 + 16 * 10 + 10
     assert OmegaConf.select(cfg, "model.family") == "conv"
+
+
+@pytest.mark.parametrize("classifier", ["finetune", "gradual"])
+def test_conv_classifier_trains_from_scratch_or_gradually_from_pretrained_layers(classifier):
+    from tiedae.classify import train_classifier
+    from tiedae.data import load_digits_splits
+    from tiedae.training import FitSettings
+
+    cfg = make_config("data=digits", "model=conv_tied", "model.filters=[4,8]", "model.sizes=[8]",
+                      f"classifier={classifier}", "classifier.frozen_epochs=1")  # fmt: skip
+    splits = load_digits_splits()
+    autoencoder = conv_autoencoder()  # filters [4, 8], code 6: reuse its two convolutions
+    pretrained = weight_layers(autoencoder.encoder)[:2] if classifier == "gradual" else None
+    settings = FitSettings(epochs=1, batch_size=32, seed=1, patience=1, verbose=0)
+    model, history = train_classifier(
+        splits, np.arange(64), cfg.model, cfg.classifier, settings, pretrained=pretrained, reuse=2
+    )
+    hidden = weight_layers(model)
+    assert [type(layer).__name__ for layer in hidden] == ["Conv2D", "Conv2D", "Dense"]
+    assert all(layer.trainable for layer in hidden)  # gradual: unfrozen after its first phase
+    assert len(history.epochs) == (2 if classifier == "gradual" else 1)
+    if pretrained:  # frozen first, so the copied kernel moved only if the tuned phase won
+        moved = not np.allclose(hidden[0].kernel.numpy(), pretrained[0].kernel.numpy())
+        assert moved == (history.best_epoch == 1)
