@@ -134,8 +134,8 @@ def test_conv_pipeline_end_to_end_on_digits_denoising_and_frozen(store):
 
     cfg = make_config(
         "data=digits", "method=conv_tied_frozen", "model.filters=[8,16]", "model.sizes=[16]",
-        "pretrain.epochs=2", "pretrain.input_noise=dropout", "pretrain.noise_rate=0.2",
-        "classifier.epochs=3", "classifier.patience=2", "labels.count=100", "runtime.verbose=0",
+        "pretrain.epochs=1", "pretrain.input_noise=dropout", "pretrain.noise_rate=0.2",
+        "classifier.epochs=2", "classifier.patience=1", "labels.count=100", "runtime.verbose=0",
         *store,
     )  # fmt: skip
     results = pipeline.run_experiment(cfg)

@@ -14,7 +14,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tiedae.data import DATASETS
-from tiedae.models import DEFAULT_FAMILY, MODEL_FAMILIES, family_name, model_family
+
+DEFAULT_FAMILY = "dense"  # model.family when absent (tiedae.models.MODEL_FAMILIES has them all)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -38,6 +39,18 @@ CONV_DEFAULT_SHAPE = (32, 64, 128, "|", 128)  # conf/model/conv_tied.yaml's filt
 
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+
+
+def family_name(model: Any) -> str:
+    return model.get("family", DEFAULT_FAMILY)
+
+
+def _families() -> dict:
+    """tiedae.models' registry, imported when first needed: importing this module (the CLI,
+    the sweep's parent process) does not load TensorFlow."""
+    from tiedae.models import MODEL_FAMILIES
+
+    return MODEL_FAMILIES
 
 
 class ConfigError(ValueError):
@@ -85,7 +98,7 @@ def validate(cfg: DictConfig) -> None:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
     _validate_model(problems, cfg.model)
     _one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
-    family = MODEL_FAMILIES.get(family_name(cfg.model))
+    family = _families().get(family_name(cfg.model))
     why_not = family.unsupported.get(cfg.pretrain.name) if family else None
     if why_not:
         problems.append(
@@ -142,9 +155,10 @@ def _validate_model(problems: list[str], model: DictConfig) -> None:
         problems.append(f"model.tied={model.get('tied')!r} must be true or false")
     _one_of(problems, "model.activation", model.activation, ACTIVATIONS)
     _one_of(problems, "model.kernel_initializer", model.kernel_initializer, INITIALIZERS)
-    _one_of(problems, "model.family", family_name(model), tuple(MODEL_FAMILIES))
-    if family_name(model) in MODEL_FAMILIES:
-        model_family(model).validate(problems, OmegaConf.to_container(model, resolve=True))
+    families = _families()
+    _one_of(problems, "model.family", family_name(model), tuple(families))
+    if family_name(model) in families:
+        families[family_name(model)].validate(problems, OmegaConf.to_container(model, resolve=True))
 
 
 def _validate_autoencoder(problems: list[str], pretrain: DictConfig) -> None:
@@ -239,10 +253,11 @@ def _validate_classifier(problems: list[str], classifier: DictConfig, model: Dic
 
 def _n_layers(model: DictConfig) -> int:
     """How many encoder layers the model's family has (0 when its keys are malformed)."""
-    if family_name(model) not in MODEL_FAMILIES:
+    family = _families().get(family_name(model))
+    if family is None:
         return 0
     try:
-        return model_family(model).n_layers(model)
+        return family.n_layers(model)
     except TypeError:
         return 0
 

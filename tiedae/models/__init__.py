@@ -15,6 +15,7 @@ from typing import Any
 
 import keras
 
+from tiedae.config import DEFAULT_FAMILY, family_name
 from tiedae.models.conv import (
     UNSUPPORTED_PRETRAININGS as CONV_UNSUPPORTED,
 )
@@ -38,8 +39,6 @@ from tiedae.models.dense import (
     transplant_encoder,
     weight_layers,
 )
-
-DEFAULT_FAMILY = "dense"
 
 
 def dense_autoencoder(
@@ -86,10 +85,6 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         conv_autoencoder, conv_classifier, conv_layer_count, validate_conv, CONV_UNSUPPORTED
     ),
 }
-
-
-def family_name(model_cfg: Mapping[str, Any]) -> str:
-    return model_cfg.get("family", DEFAULT_FAMILY)
 
 
 def model_family(model_cfg: Mapping[str, Any]) -> ModelFamily:
