@@ -1,16 +1,22 @@
 import gzip
+import pickle
 import struct
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from tiedae.data import (
     FASHION_MNIST_FILES,
     DataError,
     find_fashion_mnist_dir,
     labeled_count,
+    load_cifar10,
+    load_dataset,
     load_digits_splits,
     load_fashion_mnist,
+    load_mnist,
+    load_npz,
     read_idx,
     stratified_subset,
 )
@@ -119,3 +125,137 @@ def test_labeled_count_reads_count_fraction_or_all():
     assert labeled_count(55000, 500, None) == 500
     assert labeled_count(55000, None, 0.01) == 550
     assert labeled_count(55000, "all", None) == 55000
+
+
+# --- more datasets: uncompressed IDX, MNIST, CIFAR-10, a user's .npz ------------------------
+
+
+def test_uncompressed_idx_files_load_next_to_gzipped_ones(tmp_path):
+    images, labels = write_fashion_dir(tmp_path)
+    plain = tmp_path / "train-images-idx3-ubyte"
+    gzipped = plain.with_name(plain.name + ".gz")
+    with gzip.open(gzipped) as stream:
+        plain.write_bytes(stream.read())
+    gzipped.unlink()
+    np.testing.assert_array_equal(read_idx(plain), images["train"])
+    splits = load_mnist(str(tmp_path), valid_size=2)  # MNIST reads the same four names
+    assert splits.name == "mnist" and splits.x_train.shape == (10, 28, 28)
+    np.testing.assert_allclose(splits.x_train * 255, images["train"][:10], atol=1e-3)
+
+
+def test_uncompressed_idx_cut_short_is_reported(tmp_path):
+    write_idx(tmp_path / "a.gz", np.zeros((4, 3)))
+    with gzip.open(tmp_path / "a.gz") as stream:
+        (tmp_path / "a").write_bytes(stream.read()[:-2])
+    with pytest.raises(DataError, match="promises 12 bytes .* holds 10"):
+        read_idx(tmp_path / "a")
+
+
+def test_idx_labels_out_of_range_are_refused(tmp_path):
+    write_fashion_dir(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([0, 1, 12, 3]))
+    with pytest.raises(DataError, match="test labels run from 0 to 12, outside 0..9"):
+        load_mnist(str(tmp_path), valid_size=2)
+
+
+def write_cifar_dir(folder, n=3, damage=None):
+    """Six python batches of n images in cifar-10-batches-py/; pixel (r, c, ch) = 16 r + c + ch."""
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir()
+    image = (np.arange(32)[:, None, None] * 16 + np.arange(32)[None, :, None]
+             + np.arange(3)[None, None, :]) % 256  # fmt: skip
+    flat = image.transpose(2, 0, 1).reshape(-1).astype(np.uint8)  # channel-major, as CIFAR's
+    for name in (*[f"data_batch_{i}" for i in range(1, 6)], "test_batch"):
+        batch = {b"data": np.tile(flat, (n, 1)), b"labels": [i % 10 for i in range(n)]}
+        if damage == "labels" and name == "test_batch":
+            batch[b"labels"] = [0] * (n - 1) + [10]
+        if damage == "shape" and name == "data_batch_2":
+            batch[b"data"] = batch[b"data"][:, :100]
+        with open(batches / name, "wb") as stream:
+            pickle.dump(batch, stream)
+    if damage == "missing":
+        (batches / "data_batch_5").unlink()
+    if damage == "garbage":
+        (batches / "test_batch").write_bytes(b"\x80\x04not a pickle")
+    return image
+
+
+def test_cifar10_batches_load_as_height_width_channels(tmp_path):
+    image = write_cifar_dir(tmp_path)
+    splits = load_cifar10(str(tmp_path), valid_size=3)
+    assert splits.image_shape == (32, 32, 3) and splits.n_classes == 10
+    assert (len(splits.x_train), len(splits.x_valid), len(splits.x_test)) == (12, 3, 3)
+    np.testing.assert_allclose(splits.x_test[1] * 255, image, atol=1e-3)
+    assert splits.class_names[3] == "cat"
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("missing", "lacks data_batch_5"),
+        ("labels", "test labels run from 0 to 10, outside 0..9"),
+        ("shape", "data is uint8 (3, 100), expected uint8 (n, 3072)"),
+        ("garbage", "not a readable CIFAR-10 batch"),
+    ],
+)
+def test_damaged_cifar10_batches_are_refused_in_one_line(tmp_path, damage, expected):
+    write_cifar_dir(tmp_path, damage=damage)
+    with pytest.raises(DataError) as error:
+        load_cifar10(str(tmp_path), valid_size=3)
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def npz_arrays(n=20, shape=(6, 5, 3), k=3):
+    rng = np.random.default_rng(0)
+    return {
+        "x_train": rng.integers(0, 256, (n, *shape)).astype(np.uint8),
+        "y_train": np.arange(n) % k,
+        "x_test": rng.integers(0, 256, (6, *shape)).astype(np.uint8),
+        "y_test": np.arange(6) % k,
+    }
+
+
+def test_npz_loads_any_image_size_channels_and_class_count(tmp_path):
+    arrays = npz_arrays()
+    unlabeled = np.random.default_rng(1).random((7, 6, 5, 3)).astype(np.float32)
+    np.savez(tmp_path / "mine.npz", **arrays, x_unlabeled=unlabeled)
+    cfg = OmegaConf.create(
+        {"name": "npz", "path": str(tmp_path / "mine.npz"), "valid_size": 0.25, "classes": None}
+    )
+    splits = load_dataset(cfg)
+    assert splits.image_shape == (6, 5, 3) and splits.n_classes == 3
+    assert (len(splits.x_train), len(splits.x_valid)) == (15, 5)
+    np.testing.assert_allclose(splits.x_train * 255, arrays["x_train"][:15], atol=1e-3)
+    # the unlabeled images (float, kept as they are) join the autoencoder's pool only
+    assert len(splits.pretrain_images) == 15 + 7
+    np.testing.assert_array_equal(splits.pretrain_images[15:], unlabeled)
+    kept = load_dataset(OmegaConf.merge(cfg, {"classes": [2, 0]}))
+    assert kept.n_classes == 2 and set(kept.y_train) == {0, 1} and len(kept.pretrain_images) > 15
+    with pytest.raises(DataError, match=r"data.classes=\[0, 5\] names \[5\], but npz has"):
+        load_dataset(OmegaConf.merge(cfg, {"classes": [0, 5]}))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"y_test": None}, "lacks y_test"),
+        ({"x_train": np.full((20, 6, 5, 3), 2.0)}, "float images must lie in [0, 1]"),
+        ({"x_train": np.zeros((20, 6, 5, 3), np.int32)}, "x_train is int32; use uint8"),
+        ({"x_train": np.zeros((20, 30), np.uint8)}, "x_train has shape (20, 30); images must"),
+        ({"x_test": np.zeros((6, 5, 6, 3), np.uint8)}, "x_test has images of shape (5, 6, 3)"),
+        ({"y_train": np.eye(3)[np.arange(20) % 3]}, "labels must be a 1-d integer array"),
+        ({"y_train": np.arange(19) % 3}, "x_train holds 20 images but y_train 19 labels"),
+        ({"y_train": np.zeros(20, np.int64)}, "with k >= 2"),
+        ({"garbage": True}, "not a readable .npz archive"),
+    ],
+)
+def test_bad_npz_files_are_refused_in_one_line(tmp_path, change, expected):
+    arrays = {**npz_arrays(), **change}
+    path = tmp_path / "mine.npz"
+    if change.get("garbage"):
+        path.write_bytes(b"PK\x03\x04 cut short")
+    else:
+        np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    with pytest.raises(DataError) as error:
+        load_npz(str(path), valid_size=4)
+    assert expected in str(error.value) and "\n" not in str(error.value)

@@ -23,6 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 QUICK = FitSettings(epochs=2, batch_size=32, seed=1, patience=2, verbose=0)
 METHODS = sorted(path.stem for path in (CONFIG_DIR / "method").glob("*.yaml"))
+# end to end, one run each; the conv bundles differ from the dense ones only in the model, and
+# tests/test_conv.py runs the conv pipeline end to end (in seconds, on a smaller conv)
+END_TO_END = [method for method in METHODS if not method.startswith("conv_")]
 
 
 def target_classes(method: str) -> list[str]:
@@ -274,7 +277,7 @@ SHRINK = {  # key -> value, for the keys a method has: seconds on digits
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", END_TO_END)
 def test_every_method_runs_end_to_end_and_logs_test_accuracy(method, tmp_path: Path):
     from tiedae import pipeline
 

@@ -10,7 +10,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from tiedae.data import Splits
-from tiedae.models import build_classifier, set_hidden_trainable, transplant_encoder
+from tiedae.models import model_family, set_hidden_trainable, transplant_encoder
 from tiedae.training import EpochCallback, FitSettings, History, evaluate, fit, make_optimizer
 
 ACCURACY = {"accuracy": keras.metrics.sparse_categorical_accuracy}
@@ -22,7 +22,7 @@ def train_classifier(
     model_cfg: DictConfig,
     classifier_cfg: DictConfig,
     settings: FitSettings,
-    pretrained: Sequence[keras.layers.Dense] | None = None,
+    pretrained: Sequence[keras.layers.Layer] | None = None,
     reuse: int | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> tuple[keras.Sequential, History]:
@@ -33,15 +33,10 @@ def train_classifier(
     that many epochs, then unfrozen and trained on at ``classifier.finetune_learning_rate``.
     Without, it is the scratch baseline, all trainable.
     """
-    reuse = len(model_cfg.sizes) if reuse is None else reuse
+    family = model_family(model_cfg)
+    reuse = family.n_layers(model_cfg) if reuse is None else reuse
     keras.utils.set_random_seed(settings.seed)
-    classifier = build_classifier(
-        splits.image_shape,
-        list(model_cfg.sizes)[:reuse],
-        splits.n_classes,
-        activation=model_cfg.activation,
-        kernel_initializer=model_cfg.kernel_initializer,
-    )
+    classifier = family.classifier(splits.image_shape, model_cfg, splits.n_classes, reuse)
     if pretrained:
         transplant_encoder(
             classifier, list(pretrained)[:reuse], trainable=not classifier_cfg.freeze

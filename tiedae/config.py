@@ -13,10 +13,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tiedae.data import DATASETS
+
+DEFAULT_FAMILY = "dense"  # model.family when absent (tiedae.models.MODEL_FAMILIES has them all)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
-DATASETS = ("fashion_mnist", "digits")
-N_CLASSES = 10  # both datasets have classes 0..9
+N_CLASSES = 10  # the builtin datasets' classes 0..9; npz's are read from its file
 ACTIVATIONS = ("selu", "relu", "elu", "gelu", "tanh", "sigmoid", "swish", "linear")
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal",
                 "lecun_uniform")  # fmt: skip
@@ -32,9 +35,22 @@ CLASSIFIER_KINDS = ("keras", "sklearn")
 SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
 SKLEARN_FEATURES = ("pixels", "pca")
 DEFAULT_SIZES = (100, 30)  # the seed's encoder; other widths show in the method's name
+CONV_DEFAULT_SHAPE = (32, 64, 128, "|", 128)  # conf/model/conv_tied.yaml's filters | sizes
 
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+
+
+def family_name(model: Any) -> str:
+    return model.get("family", DEFAULT_FAMILY)
+
+
+def _families() -> dict:
+    """tiedae.models' registry, imported when first needed: importing this module (the CLI,
+    the sweep's parent process) does not load TensorFlow."""
+    from tiedae.models import MODEL_FAMILIES
+
+    return MODEL_FAMILIES
 
 
 class ConfigError(ValueError):
@@ -71,17 +87,24 @@ def _one_of(problems: list[str], key: str, value: Any, allowed: tuple[str, ...])
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError listing every invalid value; does no I/O."""
     problems: list[str] = []
-    _one_of(problems, "data.name", cfg.data.name, DATASETS)
+    _one_of(problems, "data.name", cfg.data.name, tuple(DATASETS))
     max_train = cfg.data.get("max_train")
     if max_train is not None:
         _positive_int(problems, "data.max_train", max_train)
     if cfg.data.get("classes") is not None:
-        _class_list(problems, "data.classes", cfg.data.classes)
+        _class_list(problems, "data.classes", cfg.data.classes, n_classes(cfg))
     _validate_labels(problems, cfg.labels)
     if not _is_int(cfg.seed) or cfg.seed < 0:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
     _validate_model(problems, cfg.model)
     _one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
+    family = _families().get(family_name(cfg.model))
+    why_not = family.unsupported.get(cfg.pretrain.name) if family else None
+    if why_not:
+        problems.append(
+            f"pretrain={cfg.pretrain.name} does not work with model.family="
+            f"{family_name(cfg.model)}: {why_not}"
+        )
     if not isinstance(cfg.pretrain.get("cache", True), bool):
         problems.append(f"pretrain.cache={cfg.pretrain.cache!r} must be true or false")
     jit = cfg.runtime.get("jit", False)
@@ -95,7 +118,7 @@ def validate(cfg: DictConfig) -> None:
             problems, "pretrain.code_learning_rate", cfg.pretrain.get("code_learning_rate")
         )
     if cfg.pretrain.name == "transfer":
-        _validate_transfer(problems, cfg.pretrain, cfg.data.get("classes"))
+        _validate_transfer(problems, cfg.pretrain, cfg.data.get("classes"), n_classes(cfg))
     kind = cfg.classifier.get("kind", "keras")
     _one_of(problems, "classifier.kind", kind, CLASSIFIER_KINDS)
     if kind == "sklearn":
@@ -135,6 +158,10 @@ def _validate_model(problems: list[str], model: DictConfig) -> None:
         problems.append(f"model.tied={model.get('tied')!r} must be true or false")
     _one_of(problems, "model.activation", model.activation, ACTIVATIONS)
     _one_of(problems, "model.kernel_initializer", model.kernel_initializer, INITIALIZERS)
+    families = _families()
+    _one_of(problems, "model.family", family_name(model), tuple(families))
+    if family_name(model) in families:
+        families[family_name(model)].validate(problems, OmegaConf.to_container(model, resolve=True))
 
 
 def _validate_autoencoder(problems: list[str], pretrain: DictConfig) -> None:
@@ -150,21 +177,31 @@ def _validate_autoencoder(problems: list[str], pretrain: DictConfig) -> None:
         problems.append(f"pretrain.noise_rate={rate!r} must be a number >= 0")
 
 
-def _class_list(problems: list[str], key: str, classes: Any) -> bool:
-    """At least two distinct class ids in 0..9; True when ``classes`` is such a list."""
+def n_classes(cfg: DictConfig) -> int | None:
+    """The dataset's number of classes, when known without reading it (npz: None)."""
+    dataset = DATASETS.get(cfg.data.name)
+    return dataset.n_classes if dataset else N_CLASSES
+
+
+def _class_list(problems: list[str], key: str, classes: Any, count: int | None = N_CLASSES) -> bool:
+    """At least two distinct class ids in 0..count-1 (any when count is None, checked when the
+    data loads); True when ``classes`` is such a list."""
     if (
         not OmegaConf.is_list(classes) or len(classes) < 2 or len(set(classes)) != len(classes)
-        or not all(_is_int(c) and 0 <= c < N_CLASSES for c in classes)
+        or not all(_is_int(c) and c >= 0 and (count is None or c < count) for c in classes)
     ):  # fmt: skip
+        upper = "k-1" if count is None else count - 1
         problems.append(
-            f"{key}={classes!r} must list at least two distinct class ids in 0..{N_CLASSES - 1}, "
+            f"{key}={classes!r} must list at least two distinct class ids in 0..{upper}, "
             "e.g. [5, 6]"
         )
         return False
     return True
 
 
-def _validate_transfer(problems: list[str], pretrain: DictConfig, target: Any) -> None:
+def _validate_transfer(
+    problems: list[str], pretrain: DictConfig, target: Any, count: int | None
+) -> None:
     source = pretrain.get("source")
     if not isinstance(source, str) or not source.strip():
         problems.append(
@@ -180,7 +217,12 @@ def _validate_transfer(problems: list[str], pretrain: DictConfig, target: Any) -
         )
         return
     chosen = pretrain.get("source_classes")
-    if chosen is not None and _class_list(problems, "pretrain.source_classes", chosen):
+    if chosen is None and count is None:
+        problems.append(
+            "pretrain.source=builtin on data=npz needs pretrain.source_classes (its number of "
+            "classes is known only from the file)"
+        )
+    if chosen is not None and _class_list(problems, "pretrain.source_classes", chosen, count):
         shared = sorted(set(chosen) & set(target))
         if shared:
             problems.append(
@@ -196,11 +238,11 @@ def _validate_transfer(problems: list[str], pretrain: DictConfig, target: Any) -
 
 def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
     reuse = classifier.get("reuse_layers")
-    n_layers = len(model.sizes) if OmegaConf.is_list(model.get("sizes")) else 0
+    n_layers = _n_layers(model)
     if reuse is not None and (not _is_int(reuse) or not 1 <= reuse <= max(n_layers, 1)):
         problems.append(
             f"classifier.reuse_layers={reuse!r} must be null (all) or 1..{n_layers}, the number "
-            "of encoder layers in model.sizes"
+            "of encoder layers (model.sizes, and model.filters for model.family=conv)"
         )
     if not isinstance(classifier.get("freeze"), bool):
         problems.append(f"classifier.freeze={classifier.get('freeze')!r} must be true or false")
@@ -210,6 +252,17 @@ def _validate_classifier(problems: list[str], classifier: DictConfig, model: Dic
     _positive_number(problems, "classifier.learning_rate", classifier.learning_rate)
     _one_of(problems, "classifier.optimizer", classifier.optimizer, OPTIMIZERS)
     _validate_schedule(problems, classifier)
+
+
+def _n_layers(model: DictConfig) -> int:
+    """How many encoder layers the model's family has (0 when its keys are malformed)."""
+    family = _families().get(family_name(model))
+    if family is None:
+        return 0
+    try:
+        return family.n_layers(model)
+    except TypeError:
+        return 0
 
 
 def _validate_schedule(problems: list[str], classifier: DictConfig) -> None:
@@ -276,12 +329,12 @@ def source_classes(cfg: DictConfig) -> list[int]:
     chosen = cfg.pretrain.get("source_classes")
     if chosen is not None:
         return list(chosen)
-    return [c for c in range(N_CLASSES) if c not in set(cfg.data.classes)]
+    return [c for c in range(n_classes(cfg) or N_CLASSES) if c not in set(cfg.data.classes)]
 
 
 def reuse_layers(cfg: DictConfig) -> int:
     reuse = cfg.classifier.get("reuse_layers")
-    return len(cfg.model.sizes) if reuse is None else int(reuse)
+    return _n_layers(cfg.model) if reuse is None else int(reuse)
 
 
 def is_sklearn(cfg: DictConfig) -> bool:
@@ -303,8 +356,14 @@ def method_name(cfg: DictConfig) -> str:
         return f"{classifier.name}-{features}"
     sizes = tuple(cfg.model.sizes)
     widths = "" if sizes == DEFAULT_SIZES else "[" + ",".join(map(str, sizes)) + "]"
+    family = family_name(cfg.model)
+    if family != DEFAULT_FAMILY:  # e.g. conv: its own default shape, its name in every row
+        shape = (*cfg.model.get("filters", ()), "|", *sizes)
+        widths = "" if shape == CONV_DEFAULT_SHAPE else "[" + ",".join(map(str, shape)) + "]"
+        widths = widths.replace(",|,", "|")
     if not is_pretrained(cfg):
-        return f"scratch{widths}"
+        prefix = "" if family == DEFAULT_FAMILY else f"{family}_"
+        return f"{prefix}scratch{widths}"
     if cfg.pretrain.name == "transfer":
         return f"transfer{widths}-{classifier.name}"
     pretraining = cfg.pretrain.name

@@ -1,17 +1,29 @@
 """Stage 1 — data: load a dataset into train/valid/test splits and draw the labeled subset.
 
-Fashion-MNIST is read from its four IDX ``.gz`` files, looked for in ``data.dir``, then in
-Debian's ``dataset-fashion-mnist`` package, then fetched by Keras's downloader. ``digits`` is
-scikit-learn's bundled 8x8 digits, small enough for tests.
+Loaders are registered in ``DATASETS``, keyed by ``data.name``:
+
+- ``fashion_mnist`` and ``mnist``: four IDX files (``.gz`` or uncompressed) in ``data.dir``,
+  else (Fashion-MNIST) Debian's ``dataset-fashion-mnist`` package, else Keras's downloader;
+- ``cifar10``: CIFAR-10's python batches (``cifar-10-batches-py/``) in ``data.dir``, else Keras's
+  downloader;
+- ``npz``: a user's own arrays in one ``.npz`` file (``data.path``), see ``load_npz``;
+- ``digits``: scikit-learn's bundled 8x8 digits, small enough for tests.
+
+Every loader checks shapes, dtypes, label ranges and file integrity and raises a one-line
+``DataError`` naming the file and how to fix it.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import pickle
 import struct
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +38,17 @@ FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
+MNIST_FILES = FASHION_MNIST_FILES  # the same four names
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_BATCH = "test_batch"
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")  # required; x_unlabeled is optional
 IDX_UBYTE = 0x08
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class DataError(ValueError):
@@ -45,6 +67,14 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
+    x_unlabeled: np.ndarray | None = None  # extra images without labels: the autoencoder's only
+
+    @property
+    def pretrain_images(self) -> np.ndarray:
+        """The autoencoder's pool: every training image, plus the unlabeled ones if any."""
+        if self.x_unlabeled is None or len(self.x_unlabeled) == 0:
+            return self.x_train
+        return np.concatenate([self.x_train, self.x_unlabeled])
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -59,16 +89,20 @@ class Splits:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read a gzipped IDX file of unsigned bytes (the MNIST format) into a uint8 array."""
+    """Read an IDX file of unsigned bytes (the MNIST format), gzipped or not, into uint8."""
     path = Path(path)
     hint = "re-download it, or reinstall the Debian package dataset-fashion-mnist"
     try:
-        with gzip.open(path, "rb") as stream:
-            raw = stream.read()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; {hint}") from None
-    except (OSError, EOFError) as error:
-        raise DataError(f"{path}: not a readable gzip file ({error}); {hint}") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error}); {hint}") from None
+    if raw[:2] == GZIP_MAGIC or path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise DataError(f"{path}: not a readable gzip file ({error}); {hint}") from None
     if len(raw) < 4:
         raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header; {hint}")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
@@ -107,61 +141,268 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
-def find_fashion_mnist_dir(configured_dir: str | None) -> Path | None:
+def idx_file(folder: Path, name: str) -> Path | None:
+    """``name`` (a ``.gz``) in ``folder``, or its uncompressed twin; None when neither is."""
+    for candidate in (folder / name, folder / name.removesuffix(".gz")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def find_fashion_mnist_dir(
+    configured_dir: str | None, default_dir: Path | None = DEBIAN_FASHION_MNIST_DIR,
+    dataset: str = "Fashion-MNIST",
+) -> Path | None:  # fmt: skip
     """The folder holding the four IDX files, or None when Keras's downloader must be used.
 
     A configured ``data.dir`` is authoritative: if it is set but incomplete, that is an error.
     """
     if configured_dir:
         folder = Path(configured_dir).expanduser()
-        missing = [name for name in FASHION_MNIST_FILES.values() if not (folder / name).exists()]
+        missing = [name for name in FASHION_MNIST_FILES.values() if not idx_file(folder, name)]
         if missing:
             raise DataError(
-                f"data.dir={folder} lacks {', '.join(missing)}; point data.dir at a folder with "
-                "the four Fashion-MNIST .gz files, or set data.dir=null to use the default places"
+                f"data.dir={folder} lacks {', '.join(missing)} (gzipped or not); point data.dir "
+                f"at a folder with the four {dataset} IDX files, or set data.dir=null to use "
+                "the default places"
             )
         return folder
-    if all((DEBIAN_FASHION_MNIST_DIR / n).exists() for n in FASHION_MNIST_FILES.values()):
-        return DEBIAN_FASHION_MNIST_DIR
+    if default_dir and all(idx_file(default_dir, n) for n in FASHION_MNIST_FILES.values()):
+        return default_dir
     return None
 
 
-def _load_fashion_mnist_arrays(configured_dir: str | None):
-    folder = find_fashion_mnist_dir(configured_dir)
-    if folder is None:
-        import keras  # deferred: only users without the files on disk need the downloader
+def _download(dataset: str, module: str, hint: str):
+    import keras  # deferred: only users without the files on disk need the downloader
 
-        try:
-            return keras.datasets.fashion_mnist.load_data()
-        except Exception as error:
-            raise DataError(
-                "Fashion-MNIST is not on disk and Keras could not download it "
-                f"({type(error).__name__}: {error}); install the Debian package "
-                "dataset-fashion-mnist (make setup does, as root) or set data.dir"
-            ) from None
-    files = {key: folder / name for key, name in FASHION_MNIST_FILES.items()}
+    try:
+        return getattr(keras.datasets, module).load_data()
+    except Exception as error:
+        raise DataError(
+            f"{dataset} is not on disk and Keras could not download it "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+            f"{hint}"
+        ) from None
+
+
+def _load_idx_arrays(folder: Path):
+    files = {key: idx_file(folder, name) for key, name in FASHION_MNIST_FILES.items()}
     train = _read_pair(files["train_images"], files["train_labels"])
     test = _read_pair(files["test_images"], files["test_labels"])
     return train, test
 
 
+def _load_fashion_mnist_arrays(configured_dir: str | None):
+    folder = find_fashion_mnist_dir(configured_dir)
+    if folder is None:
+        return _download(
+            "Fashion-MNIST", "fashion_mnist",
+            "install the Debian package dataset-fashion-mnist (make setup does, as root) or "
+            "set data.dir",
+        )  # fmt: skip
+    return _load_idx_arrays(folder)
+
+
 @functools.lru_cache(maxsize=2)  # sweep jobs in one process share the decoded arrays
 def load_fashion_mnist(configured_dir: str | None = None, valid_size: int = 5000) -> Splits:
     """Fashion-MNIST; validation is the last ``valid_size`` training images, as the book does."""
-    (x_train_all, y_train_all), (x_test, y_test) = _load_fashion_mnist_arrays(configured_dir)
+    train, test = _load_fashion_mnist_arrays(configured_dir)
+    return _last_for_validation("fashion_mnist", train, test, valid_size, FASHION_MNIST_CLASSES)
+
+
+def _last_for_validation(
+    name: str, train, test, valid_size: int, class_names: tuple[str, ...],
+    x_unlabeled: np.ndarray | None = None,
+) -> Splits:  # fmt: skip
+    """Validation is the last ``valid_size`` training images, as the book does."""
+    (x_train_all, y_train_all), (x_test, y_test) = train, test
     if not 0 < valid_size < len(x_train_all):
         raise DataError(f"data.valid_size={valid_size} must be in (0, {len(x_train_all)})")
+    _check_labels(name, "train", y_train_all, len(class_names))
+    _check_labels(name, "test", y_test, len(class_names))
     x_train_all = _to_unit_float(x_train_all)
+    y_train_all = np.asarray(y_train_all, dtype=np.int64).reshape(-1)
     return Splits(
-        name="fashion_mnist",
+        name=name,
         x_train=x_train_all[:-valid_size],
-        y_train=y_train_all[:-valid_size].astype(np.int64),
+        y_train=y_train_all[:-valid_size],
         x_valid=x_train_all[-valid_size:],
-        y_valid=y_train_all[-valid_size:].astype(np.int64),
+        y_valid=y_train_all[-valid_size:],
         x_test=_to_unit_float(x_test),
-        y_test=np.asarray(y_test, dtype=np.int64),
-        class_names=FASHION_MNIST_CLASSES,
+        y_test=np.asarray(y_test, dtype=np.int64).reshape(-1),
+        class_names=class_names,
+        x_unlabeled=None if x_unlabeled is None else _to_unit_float(x_unlabeled),
     )
+
+
+def _check_labels(name: str, split: str, labels: np.ndarray, n_classes: int) -> None:
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(
+            f"{name}: {split} labels run from {labels.min()} to {labels.max()}, outside "
+            f"0..{n_classes - 1}; the file is corrupted or not {name}'s"
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def load_mnist(configured_dir: str | None = None, valid_size: int = 5000) -> Splits:
+    """MNIST's four IDX files from ``data.dir``, else Keras's downloader."""
+    folder = find_fashion_mnist_dir(configured_dir, default_dir=None, dataset="MNIST")
+    if folder is None:
+        arrays = _download("MNIST", "mnist", "set data.dir to a folder with its four IDX files")
+    else:
+        arrays = _load_idx_arrays(folder)
+    return _last_for_validation("mnist", *arrays, valid_size, MNIST_CLASSES)
+
+
+# --- CIFAR-10 ----------------------------------------------------------------------------
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch: images (n, 32, 32, 3) uint8 and labels (n,).
+
+    The batches are pickles: load only files from a source you trust (the CIFAR-10 site).
+    """
+    hint = "re-download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html"
+    try:
+        with open(path, "rb") as stream:
+            batch = pickle.load(stream, encoding="bytes")  # noqa: S301 — the dataset's format
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; {hint}") from None
+    except Exception as error:  # a damaged pickle raises many kinds
+        raise DataError(
+            f"{path}: not a readable CIFAR-10 batch ({type(error).__name__}); {hint}"
+        ) from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{path}: lacks the b'data' and b'labels' entries of a batch; {hint}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 32 * 32 * 3:
+        raise DataError(
+            f"{path}: data is {data.dtype} {data.shape}, expected uint8 (n, 3072); {hint}"
+        )
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(f"{path}: {len(data)} images but {labels.size} labels; {hint}")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def find_cifar10_dir(configured_dir: str) -> Path:
+    """``data.dir`` itself or its ``cifar-10-batches-py`` folder, holding all six batches."""
+    folder = Path(configured_dir).expanduser()
+    if (folder / CIFAR10_FOLDER).is_dir():
+        folder = folder / CIFAR10_FOLDER
+    names = (*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH)
+    missing = [name for name in names if not (folder / name).exists()]
+    if missing:
+        raise DataError(
+            f"data.dir={folder} lacks {', '.join(missing)}; point data.dir at the unpacked "
+            f"{CIFAR10_FOLDER} folder, or set data.dir=null to download it"
+        )
+    return folder
+
+
+@functools.lru_cache(maxsize=2)
+def load_cifar10(configured_dir: str | None = None, valid_size: int = 5000) -> Splits:
+    """CIFAR-10, 32x32x3, from ``data.dir`` (python batches) or Keras's downloader."""
+    if configured_dir:
+        folder = find_cifar10_dir(configured_dir)
+        parts = [read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_BATCHES]
+        train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        test = read_cifar_batch(folder / CIFAR10_TEST_BATCH)
+    else:
+        train, test = _download(
+            "CIFAR-10", "cifar10", "set data.dir to the unpacked cifar-10-batches-py folder"
+        )
+    return _last_for_validation("cifar10", train, test, valid_size, CIFAR10_CLASSES)
+
+
+# --- a user's own arrays -----------------------------------------------------------------
+
+
+def load_npz(path: str | None, valid_size: int | float = 0.1) -> Splits:
+    """A user's dataset: one ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` and
+    optionally ``x_unlabeled`` (images for the autoencoder only).
+
+    Images are (n, H, W) or (n, H, W, C), the same size everywhere, uint8 in 0..255 or float in
+    [0, 1]; labels are integers 0..k-1 (k >= 2, the classes are the training labels'). The last
+    ``valid_size`` training images (a count, or a fraction in (0, 1)) are the validation set.
+    """
+    if not path:
+        raise DataError("data=npz needs data.path, the .npz file with x_train, y_train, x_test, "
+                        "y_test (and optionally x_unlabeled)")  # fmt: skip
+    file = Path(path).expanduser()
+    hint = f"save it with np.savez({file.name!r}, x_train=..., y_train=..., x_test=..., y_test=...)"
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise DataError(f"data.path={file}: file not found; {hint}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(
+            f"data.path={file}: not a readable .npz archive ({first}); {hint}"
+        ) from None
+    missing = [key for key in NPZ_KEYS if key not in arrays]
+    if missing:
+        raise DataError(f"data.path={file} lacks {', '.join(missing)}; {hint}")
+    images = {key: arrays[key] for key in ("x_train", "x_test", "x_unlabeled") if key in arrays}
+    shape = None
+    for key, x in images.items():
+        _check_npz_images(file, key, x)
+        if shape is not None and x.shape[1:] != shape:
+            raise DataError(
+                f"data.path={file}: {key} has images of shape {x.shape[1:]} but x_train's are "
+                f"{shape}; every image must have the same size and channels"
+            )
+        shape = shape or x.shape[1:]
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(
+                f"data.path={file}: y_{split} is {y.dtype} {y.shape}; labels must be a 1-d "
+                "integer array of class ids 0..k-1 (not one-hot)"
+            )
+        if len(y) != len(x):
+            raise DataError(
+                f"data.path={file}: x_{split} holds {len(x)} images but y_{split} {len(y)} labels"
+            )
+        arrays[f"y_{split}"] = y
+    y_train = arrays["y_train"]
+    n_classes = int(y_train.max()) + 1 if len(y_train) else 0
+    if len(y_train) == 0 or y_train.min() < 0 or n_classes < 2:
+        raise DataError(
+            f"data.path={file}: y_train must hold class ids 0..k-1 with k >= 2; found "
+            f"{np.unique(y_train)[:10].tolist()}"
+        )
+    n_train = len(arrays["x_train"])
+    count = round(valid_size * n_train) if isinstance(valid_size, float) else valid_size
+    if not 0 < count < n_train:
+        raise DataError(
+            f"data.valid_size={valid_size} leaves no training or no validation images out of "
+            f"x_train's {n_train}; use a count in (0, {n_train}) or a fraction in (0, 1)"
+        )
+    return _last_for_validation(
+        "npz", (arrays["x_train"], y_train), (arrays["x_test"], arrays["y_test"]), count,
+        tuple(str(c) for c in range(n_classes)), arrays.get("x_unlabeled"),
+    )  # fmt: skip
+
+
+def _check_npz_images(file: Path, key: str, x: np.ndarray) -> None:
+    if x.ndim not in (3, 4) or len(x) == 0 and key != "x_unlabeled":
+        raise DataError(
+            f"data.path={file}: {key} has shape {x.shape}; images must be (n, H, W) or "
+            "(n, H, W, C) with n >= 1"
+        )
+    if x.dtype == np.uint8:
+        return
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(f"data.path={file}: {key} is {x.dtype}; use uint8 (0..255) or float (0..1)")
+    if x.size and (not np.isfinite(x).all() or x.min() < 0 or x.max() > 1):
+        raise DataError(
+            f"data.path={file}: {key} is float with values from {np.nanmin(x):g} to "
+            f"{np.nanmax(x):g}; float images must lie in [0, 1] (or store uint8 0..255)"
+        )
 
 
 def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
@@ -189,19 +430,42 @@ def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
 
 
 def _to_unit_float(images: np.ndarray) -> np.ndarray:
+    """uint8 0..255 scaled to float32 [0, 1]; float images (already in [0, 1]) kept as they are."""
+    if np.issubdtype(np.asarray(images).dtype, np.floating):
+        return np.asarray(images, dtype=np.float32)
     unit = np.array(images, dtype=np.float32)  # one new array, divided in place: peak memory
     unit /= 255.0
     return unit
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset: its loader and its number of classes (None: read from the file)."""
+
+    load: Callable[[Any], Splits]
+    n_classes: int | None
+
+
+# data.name -> its loader; config.py validates data.name and data.classes against this table
+DATASETS: dict[str, Dataset] = {
+    "fashion_mnist": Dataset(
+        lambda cfg: load_fashion_mnist(cfg.get("dir"), cfg.valid_size), len(FASHION_MNIST_CLASSES)
+    ),
+    "mnist": Dataset(lambda cfg: load_mnist(cfg.get("dir"), cfg.valid_size), 10),
+    "cifar10": Dataset(lambda cfg: load_cifar10(cfg.get("dir"), cfg.valid_size), 10),
+    "npz": Dataset(lambda cfg: load_npz(cfg.get("path"), cfg.valid_size), None),
+    "digits": Dataset(lambda cfg: load_digits_splits(cfg.valid_size, cfg.test_size), 10),
+}
+
+
 def load_dataset(data_cfg) -> Splits:
     """Load the dataset a ``data`` config names, then keep only ``data.classes`` if set."""
-    if data_cfg.name == "fashion_mnist":
-        splits = load_fashion_mnist(data_cfg.get("dir"), data_cfg.valid_size)
-    elif data_cfg.name == "digits":
-        splits = load_digits_splits(data_cfg.valid_size, data_cfg.test_size)
-    else:
-        raise DataError(f"data.name={data_cfg.name!r} is unknown; choose fashion_mnist or digits")
+    dataset = DATASETS.get(data_cfg.name)
+    if dataset is None:
+        raise DataError(
+            f"data.name={data_cfg.name!r} is unknown; choose one of {', '.join(DATASETS)}"
+        )
+    splits = dataset.load(data_cfg)
     classes = data_cfg.get("classes")
     if classes:
         splits = select_classes(splits, list(classes))
@@ -210,7 +474,14 @@ def load_dataset(data_cfg) -> Splits:
 
 
 def select_classes(splits: Splits, classes: list[int]) -> Splits:
-    """Keep only the given classes, relabelled 0..k-1 in the order given."""
+    """Keep only the given classes, relabelled 0..k-1 in the order given; unlabeled images
+    (whose classes are unknown) are all kept."""
+    unknown = [c for c in classes if not 0 <= c < splits.n_classes]
+    if unknown:
+        raise DataError(
+            f"data.classes={classes} names {unknown}, but {splits.name} has classes "
+            f"0..{splits.n_classes - 1}"
+        )
     remap = {old: new for new, old in enumerate(classes)}
 
     def keep(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -229,6 +500,7 @@ def select_classes(splits: Splits, classes: list[int]) -> Splits:
         x_test=x_test,
         y_test=y_test,
         class_names=tuple(splits.class_names[c] for c in classes),
+        x_unlabeled=splits.x_unlabeled,
     )
 
 

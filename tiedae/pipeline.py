@@ -240,7 +240,7 @@ def autoencoder_layers(
     def train(run: RunLog) -> keras.Model:
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
         images = load_classes(cfg.data, None) if every_class else splits
-        run.log_params({"pretrain.n_images": len(images.x_train)})
+        run.log_params({"pretrain.n_images": len(images.pretrain_images)})
         autoencoder, history = pretrain(
             images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
             _fan_out(job, run, "ae"),

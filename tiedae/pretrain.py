@@ -12,7 +12,13 @@ from omegaconf import DictConfig
 
 from tiedae.data import Splits
 from tiedae.layers import DenseTranspose
-from tiedae.models import Autoencoder, encoder_dense_layers, rounded_accuracy
+from tiedae.models import (
+    Autoencoder,
+    encoder_dense_layers,
+    model_family,
+    rounded_accuracy,
+    weight_layers,
+)
 from tiedae.training import EpochCallback, FitSettings, History, fit, make_optimizer, predict
 
 PRETRAINED_ARTIFACT = "models/pretrained.keras"  # where a pretraining run stores its model
@@ -24,17 +30,16 @@ def build_autoencoder(
     pretrain_cfg: DictConfig,
     sizes: list[int] | None = None,
     output_activation: str = "sigmoid",
-) -> Autoencoder:
-    """The autoencoder ``model_cfg`` describes, or one of ``sizes`` (a greedy stage)."""
-    return Autoencoder(
+) -> keras.Model:
+    """The autoencoder ``model_cfg`` describes (its ``model.family``), or one of ``sizes``
+    (a greedy stage)."""
+    return model_family(model_cfg).autoencoder(
         input_shape,
-        list(model_cfg.sizes) if sizes is None else sizes,
-        activation=model_cfg.activation,
-        tied=model_cfg.tied,
-        output_activation=output_activation,
-        kernel_initializer=model_cfg.kernel_initializer,
-        input_noise=pretrain_cfg.get("input_noise", "none"),
-        noise_rate=pretrain_cfg.get("noise_rate", 0.0),
+        model_cfg,
+        sizes,
+        output_activation,
+        pretrain_cfg.get("input_noise", "none"),
+        pretrain_cfg.get("noise_rate", 0.0),
     )
 
 
@@ -45,13 +50,15 @@ def pretrain_autoencoder(
     settings: FitSettings,
     on_epoch_end: EpochCallback | None = None,
 ) -> tuple[Autoencoder, History]:
-    """The seed's recipe by default: reconstruct every training image, validate on the rest."""
+    """The seed's recipe by default: reconstruct every training image (and the unlabeled
+    ones, if the dataset has any), validate on the rest."""
     keras.utils.set_random_seed(settings.seed)
     autoencoder = build_autoencoder(splits.image_shape, model_cfg, pretrain_cfg)
+    images = splits.pretrain_images
     history = fit(
         autoencoder,
-        splits.x_train,
-        splits.x_train,
+        images,
+        images,
         (splits.x_valid, splits.x_valid),
         loss=keras.losses.get(pretrain_cfg.loss),
         optimizer=make_optimizer(pretrain_cfg.optimizer, pretrain_cfg.learning_rate),
@@ -62,9 +69,9 @@ def pretrain_autoencoder(
     return autoencoder, history
 
 
-def pretrained_layers(autoencoder: Autoencoder) -> list[keras.layers.Dense]:
-    """The encoder's Dense layers, lowest first: what a classifier may reuse."""
-    return encoder_dense_layers(autoencoder.encoder)
+def pretrained_layers(autoencoder: keras.Model) -> list[keras.layers.Layer]:
+    """The encoder's Conv2D and Dense layers, lowest first: what a classifier may reuse."""
+    return weight_layers(autoencoder.encoder)
 
 
 # --- greedy layer-wise ---------------------------------------------------------------------
@@ -92,7 +99,7 @@ def pretrain_greedy(
     keras.utils.set_random_seed(settings.seed)
     stages: list[Autoencoder] = []
     history = History()
-    x_train, x_valid = splits.x_train, splits.x_valid
+    x_train, x_valid = splits.pretrain_images, splits.x_valid
     for depth, width in enumerate(model_cfg.sizes, start=1):
         first = depth == 1
         stage = build_autoencoder(

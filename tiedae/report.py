@@ -32,7 +32,9 @@ def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
     for index in range(n):
         for row, picture in enumerate((images[index], reconstructions[index])):
             axis = figure.add_subplot(2, n, 1 + index + row * n)
-            axis.imshow(picture, cmap="binary")
+            if picture.ndim == 3 and picture.shape[-1] == 1:  # a channel axis of grey
+                picture = picture[..., 0]
+            axis.imshow(np.clip(picture, 0, 1), cmap="binary")
             axis.axis("off")
     figure.savefig(path, bbox_inches="tight")
     plt.close(figure)

@@ -1,4 +1,5 @@
-"""Stage 2 — models: the stacked autoencoder (tied or untied) and the classifier built on it."""
+"""Stage 2 — models, the dense family: the stacked autoencoder (tied or untied) and the
+classifier built on it."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def build_encoder(
 
 def encoder_dense_layers(encoder: keras.Model) -> list[keras.layers.Dense]:
     return [layer for layer in encoder.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def weight_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The Conv2D and Dense layers, lowest first: what a classifier reuses from an encoder."""
+    kinds = (keras.layers.Conv2D, keras.layers.Dense)
+    return [layer for layer in model.layers if isinstance(layer, kinds)]
 
 
 def build_decoder(
@@ -164,14 +171,14 @@ def build_classifier(
 
 
 def transplant_encoder(
-    classifier: keras.Sequential, pretrained: Sequence[keras.layers.Dense], trainable: bool
+    classifier: keras.Sequential, pretrained: Sequence[keras.layers.Layer], trainable: bool
 ) -> None:
-    """Copy pretrained Dense weights into the classifier's lowest hidden layers.
+    """Copy pretrained Dense (or Conv2D) weights into the classifier's lowest hidden layers.
 
     The classifier owns copies, not the pretrained layers themselves, so freezing or fine-tuning
     it never touches the autoencoder. Shapes must match layer by layer.
     """
-    hidden = encoder_dense_layers(classifier)[:-1]
+    hidden = weight_layers(classifier)[:-1]
     if len(pretrained) > len(hidden):
         raise ValueError(f"{len(pretrained)} pretrained layers but only {len(hidden)} hidden ones")
     for target, source in zip(hidden, pretrained, strict=False):
@@ -185,5 +192,5 @@ def transplant_encoder(
 
 
 def set_hidden_trainable(classifier: keras.Sequential, count: int, trainable: bool) -> None:
-    for layer in encoder_dense_layers(classifier)[:-1][:count]:
+    for layer in weight_layers(classifier)[:-1][:count]:
         layer.trainable = trainable
