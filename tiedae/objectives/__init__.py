@@ -8,6 +8,7 @@ A new method is one module here (imported below) and one ``conf/objective/*.yaml
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -58,7 +59,13 @@ def train_with_objective(
 ) -> tuple[keras.Model, History, Objective]:
     """The classifier stage under ``cfg.objective``: the labeled indices of ``splits`` and
     the ``unlabeled`` images, validated on ``splits``' validation set; optimizer, learning
-    rate, epochs and patience are the classifier's."""
+    rate are the classifier's, epochs and patience the objective's when set."""
+    section = cfg.objective
+    settings = replace(
+        settings,
+        epochs=section.get("epochs") or settings.epochs,
+        patience=section.get("patience") or settings.patience,
+    )
     objective = build_objective(cfg, splits.image_shape, splits.n_classes, len(unlabeled))
     if pretrained:
         objective.start_from(list(pretrained)[: len(cfg.model.sizes)])

@@ -100,7 +100,8 @@ class Objective:
     ``input_noise`` and ``hidden_noise`` (Gaussian standard deviations, training only),
     ``monitor`` (what early stopping and the kept weights follow), ``lr_decay_start`` (null, or
     the fraction of the epochs after which the learning rate falls linearly to 0) and
-    ``jit_compile`` (XLA-compile the training steps).
+    ``jit_compile`` (XLA-compile the training steps); ``epochs`` and ``patience`` (null: the
+    classifier's), so a sweep's ``classifier.epochs`` for other rows leaves these alone.
     """
 
     name: ClassVar[str] = ""
@@ -129,6 +130,9 @@ class Objective:
         positive_int(problems, "unlabeled_batch_size", section.get("unlabeled_batch_size"))
         if section.get("steps_per_epoch") is not None:
             positive_int(problems, "steps_per_epoch", section.steps_per_epoch)
+        for key in ("epochs", "patience"):
+            if section.get(key) is not None:
+                positive_int(problems, key, section.get(key))
         non_negative(problems, "input_noise", section.get("input_noise"))
         non_negative(problems, "hidden_noise", section.get("hidden_noise"))
         if section.get("monitor") not in MONITORS:
