@@ -216,7 +216,7 @@ def steps_per_epoch(section: DictConfig, n_unlabeled: int) -> int:
     return int(given) if given else max(1, math.ceil(n_unlabeled / section.unlabeled_batch_size))
 
 
-def _orders(rng: np.random.Generator, n: int, needed: int) -> tf.Tensor:
+def shuffled_orders(rng: np.random.Generator, n: int, needed: int) -> tf.Tensor:
     """Shuffled passes over ``range(n)``, concatenated to at least ``needed`` indices."""
     passes = [rng.permutation(n) for _ in range(math.ceil(needed / n))]
     return tf.constant(np.concatenate(passes)[:needed], dtype=tf.int32)
@@ -306,8 +306,8 @@ def fit_objective(
             optimizer.learning_rate.assign(
                 base_rate * _decay(epoch, settings.epochs, float(decay_start))
             )
-        labeled_order = _orders(rng, len(labeled[0]), n_steps * lb)
-        unlabeled_order = _orders(rng, len(unlabeled), n_steps * ub)
+        labeled_order = shuffled_orders(rng, len(labeled[0]), n_steps * lb)
+        unlabeled_order = shuffled_orders(rng, len(unlabeled), n_steps * ub)
         sums = np.zeros(len(objective.loss_names))
         for first in range(0, n_steps, chunk):
             count = min(chunk, n_steps - first)
