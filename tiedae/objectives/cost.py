@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from tiedae.config import CONFIG_DIR
 from tiedae.data import load_dataset, stratified_subset
 from tiedae.objectives import build_objective
-from tiedae.objectives.base import shuffled_orders, compiled_objective_steps, steps_per_epoch
+from tiedae.objectives.base import compiled_objective_steps, shuffled_orders, steps_per_epoch
 from tiedae.training import configure_tensorflow, make_optimizer
 
 ROWS = ("ladder_tied,ladder_untied,gamma_model,joint_tied,joint_untied,pseudo_label,"
