@@ -127,15 +127,14 @@ def test_bad_objective_values_stop_with_one_line_before_training(overrides, name
     assert not Path(store[0].split("sqlite:///", 1)[1]).exists()  # no store opened, no run
 
 
-def test_every_objective_has_a_config_and_a_distinct_row(digits):
-    names = {
-        obj: method_name(config(obj))
-        for obj in ("joint_tied", "joint_untied", "ladder_tied", "ladder_untied", "gamma",
-                    "pseudo_label", "mean_teacher", "entropy", "semantic")
-    }  # fmt: skip
+def test_every_objective_has_a_config_and_a_distinct_row():
+    objectives = ("joint_tied", "joint_untied", "ladder_tied", "ladder_untied", "gamma",
+                  "pseudo_label", "mean_teacher", "entropy", "semantic")  # fmt: skip
+    configs = {name: config(name) for name in objectives}
+    names = {name: method_name(cfg) for name, cfg in configs.items()}
     assert len(set(names.values())) == len(names)
     assert names["ladder_tied"] == "ladder-tied[32,16]"
-    assert {config(obj).objective.name for obj in names} == set(OBJECTIVES)
+    assert {cfg.objective.name for cfg in configs.values()} == set(OBJECTIVES)
     assert method_name(make_config(*SMALL)) == "scratch"  # objective=none: as before
     pretrained = config("joint_untied", "pretrain=autoencoder")
     assert method_name(pretrained) == "tied-autoencoder+joint-untied"
