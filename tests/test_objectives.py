@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -172,3 +173,22 @@ def test_fit_objective_keeps_the_best_weights(digits):
     assert best == max(epoch["val_accuracy"] for epoch in history.epochs)
     predicted = objective.classifier.predict(digits.x_valid, verbose=0).argmax(axis=1)
     assert np.mean(predicted == digits.y_valid) == pytest.approx(best)
+
+
+@pytest.mark.parametrize("objective", ["joint_untied", "ladder_tied"])
+def test_an_objective_can_start_from_pretrained_encoder_layers(objective, digits):
+    """pretrain=autoencoder then an objective: the encoder's kernels are the starting point."""
+    cfg = config(objective)
+    trained = objective_for(cfg, digits)
+    widths = [64, *cfg.model.sizes]
+    pretrained = []
+    for depth, (n_in, n_out) in enumerate(zip(widths, widths[1:], strict=False), start=1):
+        dense = keras.layers.Dense(n_out, name=f"pretrained_{depth}")
+        dense.build((None, n_in))
+        dense.set_weights([np.full((n_in, n_out), 0.01 * depth), np.zeros(n_out)])
+        pretrained.append(dense)
+    trained.start_from(pretrained)
+    kernels = [v.numpy() for v in trained.classifier.trainable_variables if len(v.shape) == 2]
+    for depth, kernel in enumerate(kernels[: len(pretrained)], start=1):
+        np.testing.assert_allclose(kernel, 0.01 * depth)
+    assert not np.allclose(kernels[-1], 0.01 * len(kernels))  # the head keeps its own start
