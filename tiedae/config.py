@@ -361,6 +361,8 @@ def method_name(cfg: DictConfig) -> str:
         shape = (*cfg.model.get("filters", ()), "|", *sizes)
         widths = "" if shape == CONV_DEFAULT_SHAPE else "[" + ",".join(map(str, shape)) + "]"
         widths = widths.replace(",|,", "|")
+    if uses_objective(cfg):
+        return objective_row(cfg, widths)
     if not is_pretrained(cfg):
         prefix = "" if family == DEFAULT_FAMILY else f"{family}_"
         return f"{prefix}scratch{widths}"
@@ -375,6 +377,25 @@ def method_name(cfg: DictConfig) -> str:
     reuse = classifier.get("reuse_layers")
     reused = f"-reuse{reuse}" if reuse is not None and reuse < len(sizes) else ""
     return f"{cfg.model.name}{widths}-{pretraining}-{classifier.name}{reused}"
+
+
+def uses_objective(cfg: DictConfig) -> bool:
+    """Whether the classifier stage trains with a semi-supervised objective (issue 10)."""
+    objective = cfg.get("objective")
+    return objective is not None and objective.get("name", "none") != "none"
+
+
+def objective_row(cfg: DictConfig, widths: str) -> str:
+    """``<objective>[-tied|-untied]<widths>``, after ``<model>-<pretraining>+`` when it starts
+    from a pretrained encoder, e.g. ``ladder-tied[1000,500,250,250,250]``,
+    ``tied-autoencoder+joint-untied``."""
+    objective = cfg.objective
+    name = objective.name
+    if objective.get("tied") is not None and name != "gamma":
+        name += "-tied" if objective.tied else "-untied"
+    if is_pretrained(cfg):
+        return f"{cfg.model.name}-{cfg.pretrain.name}+{name}{widths}"
+    return f"{name}{widths}"
 
 
 def labels_label(cfg: DictConfig) -> str:
@@ -433,6 +454,8 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         settings["model"] = _without(settings["model"], "tied")
     if not is_pretrained(cfg):
         settings["classifier"] = _without(settings["classifier"], "freeze")
+    if uses_objective(cfg):  # absent otherwise: earlier runs keep their keys
+        settings["objective"] = plain["objective"]
     return settings
 
 

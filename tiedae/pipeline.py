@@ -16,6 +16,7 @@ from tiedae import config as C
 from tiedae.baselines import run_baseline
 from tiedae.classify import evaluate_on_test, train_classifier
 from tiedae.data import Splits, labeled_count, load_dataset, stratified_subset
+from tiedae.objectives import check_objective, train_with_objective
 from tiedae.pretrain import (
     PRETRAINED_ARTIFACT,
     pretrain_autoencoder,
@@ -33,7 +34,7 @@ from tiedae.tracking import (
     TrackingError,
     TrackingSettings,
 )
-from tiedae.training import FitSettings, configure_tensorflow
+from tiedae.training import FitSettings, History, configure_tensorflow
 from tiedae.transfer import load_source, matching_layers, train_source_classifier
 
 log = logging.getLogger("tiedae")
@@ -74,6 +75,7 @@ def check_labels_fit(cfg: DictConfig, splits: Splits) -> int:
 def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     """Everything that can fail on bad input, done before any training starts."""
     C.validate(cfg)
+    check_objective(cfg)
     splits = load_dataset(cfg.data)
     check_labels_fit(cfg, splits)
     tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
@@ -133,12 +135,15 @@ def _train_network(
     pretrained = None
     if C.is_pretrained(cfg):
         pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
-    classifier, history = train_classifier(
-        splits, labeled, cfg.model, cfg.classifier,
-        fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
-        pretrained=pretrained, reuse=C.reuse_layers(cfg),
-        on_epoch_end=epoch_logger(run, "clf"),
-    )  # fmt: skip
+    if C.uses_objective(cfg):
+        classifier, history = _train_with_objective(cfg, splits, labeled, pretrained, run)
+    else:
+        classifier, history = train_classifier(
+            splits, labeled, cfg.model, cfg.classifier,
+            fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
+            pretrained=pretrained, reuse=C.reuse_layers(cfg),
+            on_epoch_end=epoch_logger(run, "clf"),
+        )  # fmt: skip
     test = evaluate_on_test(classifier, splits, cfg.runtime.validation_batch_size)
     results = {f"test/{name}": value for name, value in test.items()}
     results["clf/best_val_accuracy"] = history.epochs[history.best_epoch]["val_accuracy"]
@@ -149,6 +154,22 @@ def _train_network(
     results["time/classifier_seconds"] = history.seconds
     _log_model(run, classifier, "classifier.keras")
     return results
+
+
+def _train_with_objective(
+    cfg: DictConfig, splits: Splits, labeled: np.ndarray, pretrained: list | None, run: RunLog
+) -> tuple[keras.Model, History]:
+    """The classifier stage under a semi-supervised objective (tiedae/objectives): the labeled
+    subset and, unlabeled, every training image (every class's with ``pretrain.images=all``)."""
+    every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
+    pool = load_classes(cfg.data, None).x_train if every_class else splits.x_train
+    run.log_params({"objective.n_unlabeled": len(pool)})
+    classifier, history, objective = train_with_objective(
+        cfg, splits, labeled, pool, fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
+        pretrained=pretrained, on_epoch_end=epoch_logger(run, "clf"),
+    )  # fmt: skip
+    run.log_metrics({"params/objective_trainable": objective.count_parameters()})
+    return classifier, history
 
 
 def _train_baseline(

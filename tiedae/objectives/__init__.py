@@ -1,0 +1,81 @@
+"""Semi-supervised objectives: the classifier keeps learning from the unlabeled images.
+
+One module per method, each registering its class in ``OBJECTIVES`` (``@register(name)``);
+``objective.name`` in the config picks one (``none``: the plain supervised classifier).
+A new method is one module here (imported below) and one ``conf/objective/*.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import keras
+import numpy as np
+from omegaconf import DictConfig
+
+from tiedae.objectives import entropy, joint, ladder, mean_teacher, pseudo_label, semantic
+from tiedae.objectives.base import (
+    OBJECTIVES,
+    Objective,
+    check_objective,
+    fit_objective,
+    register,
+    steps_per_epoch,
+)
+from tiedae.training import EpochCallback, FitSettings, History, make_optimizer
+
+__all__ = [
+    "OBJECTIVES", "Objective", "check_objective", "fit_objective", "register", "uses_objective",
+    "build_objective", "train_with_objective", "entropy", "joint", "ladder", "mean_teacher",
+    "pseudo_label", "semantic",
+]  # fmt: skip
+
+
+def uses_objective(cfg: DictConfig) -> bool:
+    section = cfg.get("objective")
+    return section is not None and section.get("name", "none") != "none"
+
+
+def build_objective(
+    cfg: DictConfig, input_shape: Sequence[int], n_classes: int, n_unlabeled: int
+) -> Objective:
+    section = cfg.objective
+    keras.utils.set_random_seed(cfg.seed)
+    return OBJECTIVES[section.name](
+        section, input_shape, n_classes, cfg.model, cfg.seed,
+        steps_per_epoch(section, n_unlabeled),
+    )  # fmt: skip
+
+
+def train_with_objective(
+    cfg: DictConfig,
+    splits,
+    labeled: np.ndarray,
+    unlabeled: np.ndarray,
+    settings: FitSettings,
+    pretrained: Sequence[keras.layers.Dense] | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> tuple[keras.Model, History, Objective]:
+    """The classifier stage under ``cfg.objective``: the labeled indices of ``splits`` and
+    the ``unlabeled`` images, validated on ``splits``' validation set; optimizer, learning
+    rate are the classifier's, epochs and patience the objective's when set."""
+    section = cfg.objective
+    settings = replace(
+        settings,
+        epochs=section.get("epochs") or settings.epochs,
+        patience=section.get("patience") or settings.patience,
+    )
+    objective = build_objective(cfg, splits.image_shape, splits.n_classes, len(unlabeled))
+    if pretrained:
+        objective.start_from(list(pretrained)[: len(cfg.model.sizes)])
+    history = fit_objective(
+        objective,
+        (splits.x_train[labeled], splits.y_train[labeled]),
+        unlabeled,
+        (splits.x_valid, splits.y_valid),
+        optimizer=make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate),
+        settings=settings,
+        on_epoch_end=on_epoch_end,
+    )
+    return objective.classifier, history, objective

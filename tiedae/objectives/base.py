@@ -1,0 +1,358 @@
+"""What every semi-supervised objective shares: its hyperparameters' checks, the noisy MLP pass,
+and the compiled two-stream loop (a labeled and an unlabeled batch every step).
+
+An objective is a class registered under a name (``@register("ladder")``). It declares its own
+hyperparameters (``check`` lists the problems with them, before anything is trained), builds
+the networks it needs, and implements ``train_step(labeled, unlabeled)``: a dict of named
+losses whose ``loss`` entry is the total the gradient follows. ``fit_objective`` runs it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from tiedae.config import ConfigError, DivergedError
+from tiedae.models import build_encoder, encoder_dense_layers
+from tiedae.training import (
+    EpochCallback,
+    FitSettings,
+    History,
+    evaluator,
+    resolve_verbose,
+)
+
+ACCURACY = {"accuracy": keras.metrics.sparse_categorical_accuracy}
+MONITORS = ("val_accuracy", "val_loss")
+Batch = tuple[tf.Tensor, tf.Tensor]  # (images, labels); unlabeled batches carry images only
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register(name: str) -> Callable[[type[Objective]], type[Objective]]:
+    """Class decorator: ``objective.name=<name>`` selects the class."""
+
+    def add(cls: type[Objective]) -> type[Objective]:
+        cls.name = name
+        OBJECTIVES[name] = cls
+        return cls
+
+    return add
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def non_negative(problems: list[str], key: str, value: Any) -> None:
+    if not _number(value) or value < 0:
+        problems.append(f"objective.{key}={value!r} must be a number >= 0")
+
+
+def positive_int(problems: list[str], key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        problems.append(f"objective.{key}={value!r} must be a positive integer")
+
+
+def boolean(problems: list[str], key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        problems.append(f"objective.{key}={value!r} must be true or false")
+
+
+def check_objective(cfg: DictConfig) -> None:
+    """Raise one ConfigError naming every bad ``objective.*`` value (does no I/O)."""
+    section = cfg.get("objective")
+    if section is None or section.get("name", "none") == "none":
+        return
+    name = section.get("name")
+    if name not in OBJECTIVES:
+        raise ConfigError(
+            f"objective.name={name!r} is unknown; allowed: none, {', '.join(sorted(OBJECTIVES))}"
+        )
+    problems = OBJECTIVES[name].check(section, cfg)
+    if cfg.classifier.get("kind", "keras") != "keras":
+        problems.append(
+            f"objective={name} trains a network but classifier.kind={cfg.classifier.kind}; "
+            "use a keras classifier (e.g. classifier=finetune) or objective=none"
+        )
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+# --- the objective ------------------------------------------------------------------------
+
+
+class Objective:
+    """One semi-supervised method: its networks, its losses, its per-step updates.
+
+    Shared hyperparameters (every ``conf/objective/*.yaml``): ``labeled_batch_size``,
+    ``unlabeled_batch_size``, ``steps_per_epoch`` (null: one pass over the unlabeled pool),
+    ``input_noise`` and ``hidden_noise`` (Gaussian standard deviations, training only),
+    ``monitor`` (what early stopping and the kept weights follow), ``lr_decay_start`` (null, or
+    the fraction of the epochs after which the learning rate falls linearly to 0) and
+    ``jit_compile`` (XLA-compile the training steps); ``epochs`` and ``patience`` (null: the
+    classifier's), so a sweep's ``classifier.epochs`` for other rows leaves these alone.
+    """
+
+    name: ClassVar[str] = ""
+    loss_names: tuple[str, ...] = ("loss", "labeled_loss")
+
+    def __init__(
+        self, section: DictConfig, input_shape: Sequence[int], n_classes: int,
+        model_cfg: DictConfig, seed: int, steps_per_epoch: int,
+    ) -> None:  # fmt: skip
+        self.section = section
+        self.input_shape = tuple(input_shape)
+        self.n_classes = n_classes
+        self.model_cfg = model_cfg
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+        self.input_noise = float(section.input_noise)
+        self.hidden_noise = float(section.hidden_noise)
+        self.noise_seed = keras.random.SeedGenerator(seed)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="objective_step")
+        self.classifier = self.build()
+
+    @classmethod
+    def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
+        problems: list[str] = []
+        positive_int(problems, "labeled_batch_size", section.get("labeled_batch_size"))
+        positive_int(problems, "unlabeled_batch_size", section.get("unlabeled_batch_size"))
+        if section.get("steps_per_epoch") is not None:
+            positive_int(problems, "steps_per_epoch", section.steps_per_epoch)
+        for key in ("epochs", "patience"):
+            if section.get(key) is not None:
+                positive_int(problems, key, section.get(key))
+        non_negative(problems, "input_noise", section.get("input_noise"))
+        non_negative(problems, "hidden_noise", section.get("hidden_noise"))
+        if section.get("monitor") not in MONITORS:
+            problems.append(
+                f"objective.monitor={section.get('monitor')!r} is unknown; allowed: "
+                + ", ".join(MONITORS)
+            )
+        start = section.get("lr_decay_start")
+        if start is not None and (not _number(start) or not 0 <= start < 1):
+            problems.append(f"objective.lr_decay_start={start!r} must be null or in [0, 1)")
+        boolean(problems, "jit_compile", section.get("jit_compile"))
+        return problems
+
+    # networks ----------------------------------------------------------------------------
+
+    def build(self) -> keras.Model:
+        """The classifier that is evaluated and saved; here an MLP of ``model.sizes``."""
+        model = self.model_cfg
+        self.encoder = build_encoder(
+            self.input_shape, list(model.sizes), model.activation, model.kernel_initializer
+        )
+        self.head = keras.layers.Dense(self.n_classes, activation="softmax", name="head")
+        return keras.Sequential(
+            [keras.Input(shape=self.input_shape), self.encoder, self.head], name="classifier"
+        )
+
+    def start_from(self, pretrained: Sequence[keras.layers.Dense]) -> None:
+        """Copy pretrained encoder layers into the lowest hidden layers (as a transplant)."""
+        for target, source in zip(encoder_dense_layers(self.encoder), pretrained, strict=False):
+            target.set_weights(source.get_weights())
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        return list(self.classifier.trainable_variables)
+
+    def count_parameters(self) -> int:
+        return sum(int(np.prod(v.shape)) for v in self.trainable_variables)
+
+    def noise(self, x: tf.Tensor, stddev: float) -> tf.Tensor:
+        if stddev == 0:
+            return x
+        return x + keras.random.normal(tf.shape(x), stddev=stddev, seed=self.noise_seed)
+
+    def forward(self, x: tf.Tensor, noisy: bool = True) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """Class probabilities and hidden codes; Gaussian noise on input and hidden layers."""
+        h = tf.reshape(x, (tf.shape(x)[0], -1))
+        h = self.noise(h, self.input_noise) if noisy else h
+        codes = []
+        for dense in encoder_dense_layers(self.encoder):
+            h = dense(h)
+            h = self.noise(h, self.hidden_noise) if noisy else h
+            codes.append(h)
+        return self.head(h), codes
+
+    def ramp(self, epochs: float) -> tf.Tensor:
+        """Tarvainen & Valpola's sigmoid ramp-up, exp(-5 (1 - t)^2), over ``epochs`` epochs."""
+        if epochs <= 0:
+            return tf.constant(1.0)
+        t = tf.cast(self.step, tf.float32) / float(epochs * self.steps_per_epoch)
+        t = tf.minimum(t, 1.0)
+        return tf.exp(-5.0 * tf.square(1.0 - t))
+
+    # one step ----------------------------------------------------------------------------
+
+    def train_step(self, labeled: Batch, unlabeled: tf.Tensor) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def after_update(self) -> None:
+        """Runs after each optimizer update (mean teacher's average)."""
+
+
+def supervised_loss(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
+def steps_per_epoch(section: DictConfig, n_unlabeled: int) -> int:
+    given = section.get("steps_per_epoch")
+    return int(given) if given else max(1, math.ceil(n_unlabeled / section.unlabeled_batch_size))
+
+
+def shuffled_orders(rng: np.random.Generator, n: int, needed: int) -> tf.Tensor:
+    """Shuffled passes over ``range(n)``, concatenated to at least ``needed`` indices."""
+    passes = [rng.permutation(n) for _ in range(math.ceil(needed / n))]
+    return tf.constant(np.concatenate(passes)[:needed], dtype=tf.int32)
+
+
+def compiled_objective_steps(
+    objective: Objective, optimizer: keras.optimizers.Optimizer,
+    x_labeled: tf.Tensor, y_labeled: tf.Tensor, x_unlabeled: tf.Tensor,
+    labeled_batch: int, unlabeled_batch: int, jit_compile: bool = False,
+) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, ...]]:  # fmt: skip
+    """``run(labeled_order, unlabeled_order, first, count)``: steps ``first .. first+count-1``.
+
+    Every step takes a fixed-size slice of each order (so XLA sees static shapes), the
+    objective's named losses, the gradient of ``loss`` and one update; one call runs ``count``
+    steps in a ``tf.while_loop`` traced without AutoGraph and returns each loss summed.
+    """
+    variables = objective.trainable_variables
+    optimizer.build(variables)
+    names = objective.loss_names
+
+    def step(labeled_order, unlabeled_order, index, sums):
+        take_labeled = tf.slice(labeled_order, [index * labeled_batch], [labeled_batch])
+        take_unlabeled = tf.slice(unlabeled_order, [index * unlabeled_batch], [unlabeled_batch])
+        labeled = (tf.gather(x_labeled, take_labeled), tf.gather(y_labeled, take_labeled))
+        unlabeled = tf.gather(x_unlabeled, take_unlabeled)
+        with tf.GradientTape() as tape:
+            losses = objective.train_step(labeled, unlabeled)
+        optimizer.apply(tape.gradient(losses["loss"], variables), variables)
+        objective.after_update()
+        objective.step.assign_add(1)
+        return index + 1, tuple(
+            s + tf.cast(losses[n], tf.float32) for s, n in zip(sums, names, strict=True)
+        )
+
+    @tf.function(reduce_retracing=True, autograph=False, jit_compile=jit_compile)
+    def run(labeled_order, unlabeled_order, first, count):
+        zeros = tuple(tf.constant(0.0) for _ in names)
+        _, sums = tf.while_loop(
+            lambda index, sums: index < first + count,
+            lambda index, sums: step(labeled_order, unlabeled_order, index, sums),
+            (first, zeros),
+        )
+        return sums
+
+    return run
+
+
+def fit_objective(
+    objective: Objective,
+    labeled: tuple[np.ndarray, np.ndarray],
+    unlabeled: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
+    *,
+    optimizer: keras.optimizers.Optimizer,
+    settings: FitSettings,
+    on_epoch_end: EpochCallback | None = None,
+) -> History:
+    """Train ``objective`` for ``settings.epochs`` epochs of its steps; per-epoch logs hold the
+    mean of each named loss, ``val_loss`` and ``val_accuracy``. With ``settings.patience`` it
+    stops when ``objective.monitor`` has not improved for that many epochs, and keeps the best
+    weights."""
+    section = objective.section
+    x_labeled, y_labeled = tf.constant(labeled[0]), tf.constant(labeled[1])
+    x_unlabeled = tf.constant(unlabeled)
+    n_steps = objective.steps_per_epoch
+    lb, ub = int(section.labeled_batch_size), int(section.unlabeled_batch_size)
+    run = compiled_objective_steps(
+        objective, optimizer, x_labeled, y_labeled, x_unlabeled, lb, ub,
+        bool(section.get("jit_compile", False)),
+    )  # fmt: skip
+    validate = evaluator(
+        objective.classifier, keras.losses.sparse_categorical_crossentropy, ACCURACY,
+        settings.validation_batch_size,
+    )  # fmt: skip
+    x_valid, y_valid = tf.constant(validation[0]), tf.constant(validation[1])
+    rng = np.random.default_rng(settings.seed)
+    chunk = max(1, settings.steps_per_execution)
+    verbose = resolve_verbose(settings.verbose)
+    monitor, sign = section.monitor, (-1.0 if section.monitor == "val_accuracy" else 1.0)
+    base_rate = float(optimizer.learning_rate.numpy())
+    decay_start = section.get("lr_decay_start")
+    history, best, best_weights, waited = History(), np.inf, None, 0
+    started = time.perf_counter()
+    for epoch in range(settings.epochs):
+        epoch_start = time.perf_counter()
+        if decay_start is not None:
+            optimizer.learning_rate.assign(
+                base_rate * _decay(epoch, settings.epochs, float(decay_start))
+            )
+        labeled_order = shuffled_orders(rng, len(labeled[0]), n_steps * lb)
+        unlabeled_order = shuffled_orders(rng, len(unlabeled), n_steps * ub)
+        sums = np.zeros(len(objective.loss_names))
+        for first in range(0, n_steps, chunk):
+            count = min(chunk, n_steps - first)
+            sums += [float(s) for s in run(labeled_order, unlabeled_order, first, count)]
+        logs = {
+            name: total / n_steps for name, total in zip(objective.loss_names, sums, strict=True)
+        }
+        if not np.isfinite(logs["loss"]):
+            raise DivergedError(
+                f"training diverged: loss {logs['loss']} in epoch {epoch + 1} of objective "
+                f"{objective.name}; lower classifier.learning_rate or the objective's weights"
+            )
+        logs.update({f"val_{k}": v for k, v in validate(x_valid, y_valid).items()})
+        history.epochs.append(logs)
+        if verbose:
+            shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+            print(f"epoch {epoch + 1}/{settings.epochs} - {time.perf_counter() - epoch_start:.1f}s"
+                  f" - {shown}", flush=True)  # fmt: skip
+        if on_epoch_end:
+            on_epoch_end(epoch, logs)
+        if sign * logs[monitor] < best:
+            best, best_weights, waited = sign * logs[monitor], _weights(objective), 0
+            history.best_epoch = epoch
+        else:
+            waited += 1
+            if settings.patience is not None and waited >= settings.patience:
+                break
+    _set_weights(objective, best_weights)
+    history.seconds = time.perf_counter() - started
+    return history
+
+
+def _decay(epoch: int, epochs: int, start: float) -> float:
+    """1 until ``start`` x ``epochs``, then linearly down to 0 at the end (Rasmus et al.)."""
+    first = int(start * epochs)
+    if epoch < first:
+        return 1.0
+    return (epochs - epoch) / max(1, epochs - first)
+
+
+def _weights(objective: Objective) -> list[np.ndarray]:
+    return [v.numpy() for v in objective.classifier.weights]
+
+
+def _set_weights(objective: Objective, weights: list[np.ndarray] | None) -> None:
+    if weights is not None:
+        for variable, value in zip(objective.classifier.weights, weights, strict=True):
+            variable.assign(value)

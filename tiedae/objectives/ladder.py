@@ -1,0 +1,253 @@
+"""Ladder network (Rasmus et al. 2015), MLP form, and its top-layer-only special case, the
+Γ-model.
+
+Encoder: a clean and a corrupted pass over the labeled and unlabeled images together; each
+layer's pre-activation is batch normalised, the corrupted pass adds Gaussian noise to it, then
+``activation(γ (z + β))`` (γ on the softmax layer only). Decoder, from the top down: the layer
+above's estimate mapped down (``V``; tied: the encoder's kernel transposed), batch normalised,
+combined with the corrupted lateral ``z̃`` by the vanilla combinator ``g``; its estimate,
+normalised with the clean pass's batch statistics, is compared with the clean ``z``. Total:
+the cross-entropy of the corrupted labeled outputs + Σ_l λ_l · mean squared error at level l.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig, OmegaConf
+
+from tiedae.objectives.base import Batch, Objective, boolean, non_negative, register
+
+EPSILON = 1e-5
+# vanilla combinator: mu = a1 σ(a2 u + a3) + a4 u + a5, v = a6 σ(a7 u + a8) + a9 u + a10
+COMBINATOR_INIT = (0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
+
+
+@keras.saving.register_keras_serializable(package="tiedae")
+class LadderDense(keras.layers.Layer):
+    """``activation(γ (BN(x W) + β))`` without a bias; at inference BN uses moving averages.
+
+    The ladder's training passes call ``preactivation``, ``activate`` and ``track`` directly;
+    ``call`` is the inference pass of the saved classifier.
+    """
+
+    def __init__(
+        self, units: int, activation: str = "relu", scale: bool = False,
+        momentum: float = 0.99, kernel_initializer: str = "glorot_uniform", **kwargs,
+    ):  # fmt: skip
+        super().__init__(**kwargs)
+        self.units = units
+        self.activation = keras.activations.get(activation)
+        self.scale = scale
+        self.momentum = momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        width = (input_shape[-1], self.units)
+        self.kernel = self.add_weight(name="kernel", shape=width,
+                                      initializer=self.kernel_initializer)  # fmt: skip
+        self.beta = self.add_weight(name="beta", shape=(self.units,), initializer="zeros")
+        self.gamma = (
+            self.add_weight(name="gamma", shape=(self.units,), initializer="ones")
+            if self.scale else None
+        )  # fmt: skip
+        self.moving_mean = self.add_weight(
+            name="moving_mean", shape=(self.units,), initializer="zeros", trainable=False
+        )
+        self.moving_variance = self.add_weight(
+            name="moving_variance", shape=(self.units,), initializer="ones", trainable=False
+        )
+
+    def preactivation(self, inputs):
+        return tf.matmul(inputs, self.kernel)
+
+    def activate(self, z):
+        z = z + self.beta
+        return self.activation(z * self.gamma if self.gamma is not None else z)
+
+    def track(self, mean, variance) -> None:
+        m = self.momentum
+        self.moving_mean.assign(m * self.moving_mean + (1 - m) * mean)
+        self.moving_variance.assign(m * self.moving_variance + (1 - m) * variance)
+
+    def call(self, inputs, training=None):
+        z = (self.preactivation(inputs) - self.moving_mean) / tf.sqrt(
+            self.moving_variance + EPSILON
+        )
+        return self.activate(z)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {
+            **super().get_config(), "units": self.units,
+            "activation": keras.activations.serialize(self.activation), "scale": self.scale,
+            "momentum": self.momentum,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }  # fmt: skip
+
+
+def batch_normalize(z):
+    mean, variance = tf.nn.moments(z, axes=[0])
+    return (z - mean) / tf.sqrt(variance + EPSILON), mean, variance
+
+
+@register("ladder")
+class Ladder(Objective):
+    """Hyperparameters: ``tied`` (decoder maps down with the encoder's kernels, transposed),
+    ``costs`` (λ_0 .. λ_L: the input, each of ``model.sizes``, the softmax layer) and
+    ``bn_momentum`` (the moving averages the saved classifier uses)."""
+
+    def level_costs(self, levels: int) -> list[float]:
+        """λ_0 .. λ_L for the ``levels`` levels (input, hidden layers, softmax)."""
+        return [float(c) for c in self.section.costs]
+
+    @classmethod
+    def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
+        problems = super().check(section, cfg)
+        boolean(problems, "tied", section.get("tied"))
+        momentum = section.get("bn_momentum")
+        if (
+            not isinstance(momentum, float | int)
+            or isinstance(momentum, bool)
+            or not (0 <= momentum < 1)
+        ):
+            problems.append(f"objective.bn_momentum={momentum!r} must be in [0, 1)")
+        problems += cls.check_costs(section, cfg)
+        return problems
+
+    @classmethod
+    def check_costs(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
+        problems: list[str] = []
+        costs = section.get("costs")
+        levels = len(cfg.model.sizes) + 2 if OmegaConf.is_list(cfg.model.get("sizes")) else None
+        if not OmegaConf.is_list(costs) or (levels is not None and len(costs) != levels):
+            problems.append(
+                f"objective.costs={costs!r} must list {levels} numbers >= 0: one per level "
+                f"(the input, each of model.sizes, the softmax layer)"
+            )
+        else:
+            for level, cost in enumerate(costs):
+                non_negative(problems, f"costs[{level}]", cost)
+        return problems
+
+    def build(self) -> keras.Model:
+        model, seed = self.model_cfg, self.seed
+        momentum = float(self.section.bn_momentum)
+        sizes = list(model.sizes)
+        self.layers = [
+            LadderDense(width, model.activation, False, momentum, model.kernel_initializer,
+                        name=f"ladder_{depth}")
+            for depth, width in enumerate(sizes, start=1)
+        ]  # fmt: skip
+        self.layers.append(LadderDense(self.n_classes, "softmax", True, momentum, name="head"))
+        classifier = keras.Sequential(
+            [keras.Input(shape=self.input_shape), keras.layers.Flatten(), *self.layers],
+            name="classifier",
+        )
+        widths = [int(np.prod(self.input_shape)), *sizes, self.n_classes]
+        self.costs = self.level_costs(len(widths))
+        positive = [level for level, cost in enumerate(self.costs) if cost > 0]
+        self.lowest = min(positive) if positive else len(widths)
+        self.loss_names = (
+            "loss", "labeled_loss", *(f"reconstruction_{level}" for level in positive)
+        )  # fmt: skip
+        top = len(widths) - 1
+        init = tf.constant(COMBINATOR_INIT)[:, None]
+        self.combinators = {
+            level: tf.Variable(tf.tile(init, [1, widths[level]]), name=f"combinator_{level}")
+            for level in range(self.lowest, top + 1)
+        }
+        self.tied = bool(self.section.tied)
+        glorot = keras.initializers.GlorotUniform(seed=seed)
+        self.down = {}  # level -> V mapping level+1 down to level (untied only)
+        if not self.tied:
+            self.down = {
+                level: tf.Variable(glorot((widths[level + 1], widths[level])), name=f"V_{level}")
+                for level in range(self.lowest, top)
+            }
+        return classifier
+
+    def start_from(self, pretrained: Sequence[keras.layers.Dense]) -> None:
+        """Pretrained kernels into the lowest layers (biases have no place under BN)."""
+        for target, source in zip(self.layers[:-1], pretrained, strict=False):
+            target.kernel.assign(source.kernel)
+
+    @property
+    def decoder_variables(self) -> list[tf.Variable]:
+        return [*self.combinators.values(), *self.down.values()]
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        return [*self.classifier.trainable_variables, *self.decoder_variables]
+
+    def encode(self, h: tf.Tensor, noisy: bool):
+        """Normalised pre-activations ``z`` per level, batch statistics, and the output."""
+        zs, stats = [h], [None]
+        for layer in self.layers:
+            z, mean, variance = batch_normalize(layer.preactivation(h))
+            if noisy:
+                z = self.noise(z, self.hidden_noise)
+            else:
+                layer.track(mean, variance)
+            zs.append(z)
+            stats.append((mean, variance))
+            h = layer.activate(z)
+        return zs, stats, h
+
+    def combine(self, level: int, z_noisy: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+        a = tf.unstack(self.combinators[level])
+        mu = a[0] * tf.sigmoid(a[1] * u + a[2]) + a[3] * u + a[4]
+        v = a[5] * tf.sigmoid(a[6] * u + a[7]) + a[8] * u + a[9]
+        return (z_noisy - mu) * v + mu
+
+    def map_down(self, level: int, z_hat: tf.Tensor) -> tf.Tensor:
+        if self.tied:
+            return tf.matmul(z_hat, self.layers[level].kernel, transpose_b=True)
+        return tf.matmul(z_hat, self.down[level])
+
+    def train_step(self, labeled: Batch, unlabeled: tf.Tensor) -> dict[str, tf.Tensor]:
+        x, y = labeled
+        n_labeled = tf.shape(x)[0]
+        images = tf.concat([x, unlabeled], axis=0)
+        h = tf.reshape(images, (tf.shape(images)[0], -1))
+        clean, stats, _ = self.encode(h, noisy=False)
+        noisy, _, output = self.encode(self.noise(h, self.input_noise), noisy=True)
+        labeled_loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(y, output[:n_labeled])
+        )
+        losses = {"labeled_loss": labeled_loss}
+        total = labeled_loss
+        top = len(self.layers)
+        z_hat = None
+        for level in range(top, self.lowest - 1, -1):
+            u = output if level == top else self.map_down(level, z_hat)
+            u, _, _ = batch_normalize(u)
+            z_hat = self.combine(level, noisy[level], u)
+            estimate = z_hat
+            if stats[level] is not None:
+                mean, variance = stats[level]
+                estimate = (z_hat - mean) / tf.sqrt(variance + EPSILON)
+            if self.costs[level] > 0:
+                cost = tf.reduce_mean(tf.square(estimate - clean[level]))
+                losses[f"reconstruction_{level}"] = cost
+                total = total + self.costs[level] * cost
+        return {"loss": total, **losses}
+
+
+@register("gamma")
+class Gamma(Ladder):
+    """The Γ-model: the ladder's top-layer cost only (``top_cost``), a one-level decoder."""
+
+    def level_costs(self, levels: int) -> list[float]:
+        return [0.0] * (levels - 1) + [float(self.section.top_cost)]
+
+    @classmethod
+    def check_costs(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
+        problems: list[str] = []
+        non_negative(problems, "top_cost", section.get("top_cost"))
+        return problems
