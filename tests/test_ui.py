@@ -49,6 +49,7 @@ def test_the_runs_url_opens_a_stored_view_of_the_sweeps_jobs(tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     find_chromium() is None, reason="no chromium (Debian: apt-get install chromium)"
 )
