@@ -295,14 +295,17 @@ def transfer_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunL
     job.set_tags({"transfer.source": cfg.pretrain.source})
     if cfg.pretrain.source != C.BUILTIN_SOURCE:
         return given_source_layers(cfg, splits, tracker)
-    model = builtin_source(cfg, tracker, job)
+    model = builtin_source(cfg, tracker, job, splits.x_valid[:EXAMPLE_ROWS])
     return matching_layers(
         model, C.BUILTIN_SOURCE, splits.image_shape, cfg.model, C.reuse_layers(cfg)
     )
 
 
-def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Model:
-    """A classifier trained with every label of the source classes, cached by its settings."""
+def builtin_source(
+    cfg: DictConfig, tracker: Tracker, job: RunLog, example: np.ndarray | None = None
+) -> keras.Model:
+    """A classifier trained with every label of the source classes, cached by its settings;
+    ``example`` (a few images) is its logged model's input example."""
     classes = C.source_classes(cfg)
 
     def train(run: RunLog) -> keras.Model:
@@ -326,7 +329,7 @@ def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Mode
     name = f"pretrain transfer source classes={','.join(map(str, classes))} seed={cfg.seed}"
     return cached_model(
         tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True),
-        example=np.zeros((EXAMPLE_ROWS, *load_dataset(cfg.data).image_shape), np.float32),
+        example=example,
     )  # fmt: skip
 
 
