@@ -216,8 +216,9 @@ class RunLog:
             if logged is not None:
                 with contextlib.suppress(Exception):
                     self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise TrackingError(
-                f"could not store model {name} for run {self.run_id}: {error}; check free "
+                f"could not store model {name} for run {self.run_id}: {reason}; check free "
                 "space and permissions of the artifact store (tracking.artifact_dir)"
             ) from error
         return info.model_id
