@@ -15,7 +15,7 @@ DB ?= sqlite:///$(CURDIR)/server/mlflow.db
 ARTIFACTS ?= $(CURDIR)/server/artifacts
 HOST ?= 127.0.0.1
 
-.PHONY: help setup data run sweep table test lint bench ui server clean
+.PHONY: help setup data run sweep table test lint bench ui screenshot server clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,8 +54,12 @@ lint: $(STAMP)  ## ruff
 bench: setup  ## speed benchmark against the seed's plain fit, written to experiments/bench/
 	$(BIN)/python -m tiedae.bench $(ARGS)
 
-ui: $(STAMP)  ## the MLflow UI on the embedded store, at http://127.0.0.1:5000
+ui: $(STAMP)  ## the MLflow UI on the embedded store; prints the URL of the runs table
+	@echo "runs table: $$($(BIN)/python -m tiedae.ui --uri sqlite:///$(CURDIR)/mlflow.db $(if $(SWEEP),--sweep $(SWEEP)) url --base http://127.0.0.1:$(PORT))"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
+
+screenshot: $(STAMP)  ## docs/mlflow-ui-runs.png: the UI comparing the smoke sweep's runs (needs chromium)
+	$(BIN)/python scripts/screenshot_ui.py $(ARGS)
 
 server: $(STAMP)  ## a shared tracking server (README, Team setup); DB=postgresql://... HOST= PORT=
 	mkdir -p $(CURDIR)/server $(ARTIFACTS)

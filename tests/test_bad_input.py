@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import gzip
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +20,9 @@ from test_data import write_fashion_dir, write_idx
 from tiedae import pipeline
 from tiedae.config import ConfigError
 from tiedae.data import FASHION_MNIST_FILES, DataError
-from tiedae.pretrain import PRETRAINED_ARTIFACT
-from tiedae.tracking import ROLE, Tracker, TrackingError, TrackingSettings
+from tiedae.tracking import PRETRAIN_KEY, ROLE, Tracker, TrackingError, TrackingSettings
 
-CACHE_ENTRY = Path(PRETRAINED_ARTIFACT).name
+CACHE_ENTRY = "model.keras"  # the Keras file in a logged model (the pretrained one is first)
 
 
 @pytest.fixture
@@ -110,7 +108,7 @@ def test_artifacts_go_where_the_config_says(tmp_path, store):
                  "classifier.epochs=1", "runtime.verbose=0"]  # fmt: skip
     pipeline.run_experiment(make_config(*overrides, *store))
     stored = {path.name for path in (tmp_path / "artifacts").rglob("*") if path.is_file()}
-    assert {"config.yaml", "classifier.keras", CACHE_ENTRY} <= stored, stored
+    assert {"config.yaml", "MLmodel", CACHE_ENTRY} <= stored, stored
     runs = find_runs(store_tracker(tmp_path))
     assert len(runs) == 2  # the job and its pretraining
     assert all(run.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri()) for run in runs)
@@ -119,26 +117,32 @@ def test_artifacts_go_where_the_config_says(tmp_path, store):
 def test_disk_full_while_storing_the_cache_entry(tmp_path, store, monkeypatch):
     """The disk fills up halfway through writing the pretrained model: an error, both runs
     FAILED, and no cache entry, whole or partial, that a later run could load."""
-    copy = shutil.copyfileobj
+    copy = shutil.copy2
 
-    def disk_fills_up(source, target, length=0):
-        if not getattr(source, "name", "").endswith(CACHE_ENTRY):
-            return copy(source, target, length)
-        target.write(source.read(1000))
+    def disk_fills_up(source, target, **kwargs):
+        if not str(source).endswith(CACHE_ENTRY):
+            return copy(source, target, **kwargs)
+        with open(source, "rb") as whole, open(target, "wb") as part:
+            part.write(whole.read(1000))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(shutil, "copyfileobj", disk_fills_up)
+    monkeypatch.setattr(shutil, "copy2", disk_fills_up)
     cfg = make_config("data=digits", "method=tied_frozen", "pretrain.epochs=1",
                       "runtime.verbose=0", *store)  # fmt: skip
     with pytest.raises(TrackingError) as error:
         pipeline.run_experiment(cfg)
-    assert f"could not store artifact {CACHE_ENTRY}" in one_line(error)
+    assert "could not store model pretrained" in one_line(error)
     assert "No space left on device" in str(error.value)
-    runs = find_runs(store_tracker(tmp_path))
+    tracker = store_tracker(tmp_path)
+    runs = find_runs(tracker)
     assert {run.data.tags[ROLE]: run.info.status for run in runs} == {
         "job": "FAILED", "pretrain": "FAILED",
     }  # fmt: skip
-    assert not list((tmp_path / "artifacts").rglob(f"*{CACHE_ENTRY}*"))
+    assert list((tmp_path / "artifacts").rglob(CACHE_ENTRY))  # the half-written file is there,
+    models = tracker.client.search_logged_models([tracker.experiment_id])
+    assert [model.status for model in models] == ["FAILED"]  # in a model marked FAILED
+    key = runs[0].data.tags[PRETRAIN_KEY]
+    assert tracker.find_pretrained(key, "pretrained", "models/pretrained.keras", tmp_path) is None
 
 
 @pytest.mark.slow

@@ -157,15 +157,16 @@ def test_same_config_and_seed_give_the_same_accuracy(tmp_path):
 def test_unreadable_cache_entry_is_trained_anew(tmp_path, store):
     """A FINISHED pretraining run whose stored model is damaged is not loaded: retrained."""
     from tiedae.pipeline import run_experiment
-    from tiedae.pretrain import PRETRAINED_ARTIFACT
 
     cfg = make_config("data=digits", "method=tied_frozen", "labels.count=50", *FAST, *store)
     first = run_experiment(cfg)
-    (entry,) = (tmp_path / "artifacts").rglob(Path(PRETRAINED_ARTIFACT).name)
+    tracker = store_tracker(tmp_path)
+    (pretraining,) = runs_by_role(tracker, "pretrain")
+    model_id = tracker.logged_model_id(pretraining.info.run_id, "pretrained")
+    (entry,) = (tmp_path / "artifacts" / "models" / model_id).rglob("model.keras")
     entry.write_bytes(entry.read_bytes()[:100])  # e.g. a disk error after it was stored
     second = run_experiment(cfg)
 
-    tracker = store_tracker(tmp_path)
     jobs = sorted(runs_by_role(tracker, "job", "FINISHED"), key=lambda run: run.info.start_time)
     assert [run.data.tags["pretrain.cache"] for run in jobs] == ["miss", "miss"]
     assert len(runs_by_role(tracker, "pretrain", "FINISHED")) == 2

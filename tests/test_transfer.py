@@ -14,7 +14,7 @@ from tiedae.config import ConfigError
 from tiedae.data import load_dataset
 from tiedae.models import Autoencoder, build_classifier
 from tiedae.pipeline import prepare, run_experiment
-from tiedae.tracking import Tracker, TrackingSettings
+from tiedae.tracking import Tracker, TrackingSettings, load_keras_model
 from tiedae.transfer import expected_kernels, hidden_layers, matching_layers
 
 TARGET = "data.classes=[5,6,7,8,9]"
@@ -212,8 +212,7 @@ def builtin_store(tmp_path_factory):
 
 
 def job_classifier(tracker: Tracker, run_id: str, folder: Path) -> keras.Model:
-    local = tracker.client.download_artifacts(run_id, "models/classifier.keras", str(folder))
-    return keras.models.load_model(local)
+    return load_keras_model(tracker.download_model(f"runs:/{run_id}/classifier", folder))
 
 
 @pytest.mark.slow
@@ -238,13 +237,11 @@ def test_file_and_mlflow_uris_give_the_builtin_run_exactly(builtin_store, tmp_pa
     store, builtin = builtin_store
     tracker = connect(store)
     source_run = runs(tracker, "pretrain")[0].info.run_id
-    artifact = f"runs:/{source_run}/models/pretrained.keras"
-    local = tracker.download_model(artifact, tmp_path)
-    version = tracker.register_model("digits-0-4", artifact, source_run)
-    folder_version = tracker.register_model("digits-0-4", f"runs:/{source_run}/models", source_run)
-    sources = [str(local), artifact, f"models:/digits-0-4/{version}",
-               f"models:/digits-0-4/{folder_version}"]  # fmt: skip
-    source_model = keras.models.load_model(local)
+    logged = f"runs:/{source_run}/pretrained"  # the run's logged model
+    local = tracker.download_model(logged, tmp_path / "source")  # an MLflow model folder
+    version = tracker.register_model("digits-0-4", logged, alias="champion")
+    sources = [str(local), logged, f"models:/digits-0-4/{version}", "models:/digits-0-4@champion"]
+    source_model = load_keras_model(local)
     for source in sources:
         results = run_experiment(
             make_cfg(store, "method=transfer_frozen", TARGET, f"pretrain.source={source}")

@@ -504,6 +504,23 @@ def select_classes(splits: Splits, classes: list[int]) -> Splits:
     )
 
 
+def dataset_sources(data_cfg) -> dict[str, str]:
+    """Where the configured dataset's images come from: file paths for training and test."""
+    if data_cfg.name == "digits":
+        from importlib.resources import files
+
+        path = str(files("sklearn.datasets") / "data" / "digits.csv.gz")
+        return {"train": path, "test": path}
+    folder = find_fashion_mnist_dir(data_cfg.get("dir"))
+    if folder is None:  # Keras's downloader keeps its copy here
+        folder = Path("~/.keras/datasets/fashion-mnist").expanduser()
+    return {
+        part: ",".join(str(folder / FASHION_MNIST_FILES[f"{part}_{kind}"]) for kind in
+                       ("images", "labels"))
+        for part in ("train", "test")
+    }  # fmt: skip
+
+
 # --- the labeled subset ------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from tiedae import config as C
 from tiedae.baselines import run_baseline
 from tiedae.classify import evaluate_on_test, train_classifier
-from tiedae.data import Splits, labeled_count, load_dataset, stratified_subset
+from tiedae.data import Splits, dataset_sources, labeled_count, load_dataset, stratified_subset
 from tiedae.objectives import check_objective, train_with_objective
 from tiedae.pretrain import (
     PRETRAINED_ARTIFACT,
@@ -29,15 +29,20 @@ from tiedae.tracking import (
     ROLE,
     RUN_KEY,
     SWEEP,
+    DatasetSpec,
     RunLog,
     Tracker,
     TrackingError,
     TrackingSettings,
+    load_keras_model,
 )
 from tiedae.training import FitSettings, History, configure_tensorflow
 from tiedae.transfer import load_source, matching_layers, train_source_classifier
 
 log = logging.getLogger("tiedae")
+CLASSIFIER_MODEL = "classifier"  # the logged model of a job run
+PRETRAINED_MODEL = "pretrained"  # the logged model of a pretraining run (a cache entry)
+EXAMPLE_ROWS = 2  # validation images stored as each logged model's input example
 
 
 def fit_settings(cfg: DictConfig, stage: DictConfig, patience: int | None) -> FitSettings:
@@ -123,6 +128,7 @@ def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLo
     n_labeled = check_labels_fit(cfg, splits)
     labeled = stratified_subset(splits.y_train, n_labeled, cfg.seed)
     run.log_params({"labels.n": n_labeled})
+    run.log_datasets(dataset_inputs(cfg.data, splits, labeled))
     train = _train_baseline if C.is_sklearn(cfg) else _train_network
     results = train(cfg, splits, labeled, tracker, run)
     run.log_metrics(results)
@@ -152,7 +158,7 @@ def _train_network(
         int(v.numpy().size) for v in classifier.trainable_variables
     )
     results["time/classifier_seconds"] = history.seconds
-    _log_model(run, classifier, "classifier.keras")
+    run.log_model(classifier, CLASSIFIER_MODEL, splits.x_valid[:EXAMPLE_ROWS])
     return results
 
 
@@ -160,9 +166,10 @@ def _train_with_objective(
     cfg: DictConfig, splits: Splits, labeled: np.ndarray, pretrained: list | None, run: RunLog
 ) -> tuple[keras.Model, History]:
     """The classifier stage under a semi-supervised objective (tiedae/objectives): the labeled
-    subset and, unlabeled, every training image (every class's with ``pretrain.images=all``)."""
+    subset and, unlabeled, every training image (every class's with ``pretrain.images=all``),
+    plus a dataset's own unlabeled images (npz ``x_unlabeled``)."""
     every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
-    pool = load_classes(cfg.data, None).x_train if every_class else splits.x_train
+    pool = (load_classes(cfg.data, None) if every_class else splits).pretrain_images
     run.log_params({"objective.n_unlabeled": len(pool)})
     classifier, history, objective = train_with_objective(
         cfg, splits, labeled, pool, fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
@@ -197,6 +204,7 @@ def cached_model(
     tags: Mapping[str, Any],
     train: TrainModel,
     enabled: bool = True,
+    example: np.ndarray | None = None,
 ) -> keras.Model:
     """The model stored under ``key`` by an earlier pretraining run, or ``train`` it now.
 
@@ -204,11 +212,12 @@ def cached_model(
     and only FINISHED runs are looked up, so a killed run never leaves a usable half entry.
     A machine-wide lock per key makes parallel jobs with the same key train it once.
     With ``enabled=False`` (``pretrain.cache=false``) it always trains, logged as on a miss.
+    The model is logged as the MLflow model ``pretrained``, ``example`` its input example.
     """
     job.set_tags({PRETRAIN_KEY: key})
     if not enabled:
         job.set_tags({"pretrain.cache": "off"})
-        return _train_and_store(tracker, job, key, name, tags, train)
+        return _train_and_store(tracker, job, key, name, tags, train, example)
     with tracker.lock(f"pretrain-{key}"), tempfile.TemporaryDirectory() as folder:
         cached = _load_cached(tracker, key, Path(folder))
         if cached:
@@ -218,28 +227,32 @@ def cached_model(
             job.set_tags({"pretrain.cache": "hit", "pretrain.run_id": cached_run})
             return model
         job.set_tags({"pretrain.cache": "miss"})
-        return _train_and_store(tracker, job, key, name, tags, train)
+        return _train_and_store(tracker, job, key, name, tags, train, example)
 
 
 def _train_and_store(
-    tracker: Tracker, job: RunLog, key: str, name: str, tags: Mapping[str, Any], train: TrainModel
-) -> keras.Model:
+    tracker: Tracker, job: RunLog, key: str, name: str, tags: Mapping[str, Any],
+    train: TrainModel, example: np.ndarray | None = None,
+) -> keras.Model:  # fmt: skip
     with tracker.run(name, {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}, job.run_id) as run:
         model = train(run)
-        _log_model(run, model, Path(PRETRAINED_ARTIFACT).name)
+        if example is None:
+            example = np.zeros((EXAMPLE_ROWS, *model.input_shape[1:]), dtype=np.float32)
+        run.log_model(model, PRETRAINED_MODEL, example)
     job.set_tags({"pretrain.run_id": run.run_id})
     return model
 
 
 def _load_cached(tracker: Tracker, key: str, folder: Path) -> tuple[str, keras.Model] | None:
     """The newest cache entry for ``key`` that loads; an unreadable one is skipped, with a
-    warning, and the model is trained anew (its FINISHED run stays, for a person to inspect)."""
-    cached = tracker.find_pretrained(key, PRETRAINED_ARTIFACT, folder)
+    warning, and the model is trained anew (its FINISHED run stays, for a person to inspect).
+    Entries are logged models; runs from before models were logged hold a ``.keras`` file."""
+    cached = tracker.find_pretrained(key, PRETRAINED_MODEL, PRETRAINED_ARTIFACT, folder)
     if cached is None:
         return None
     cached_run, local_path = cached
     try:
-        return cached_run, keras.models.load_model(local_path)
+        return cached_run, load_keras_model(local_path)
     except Exception as error:
         log.warning(
             "pretraining cache entry of run %s is unreadable (%s: %s); training it anew",
@@ -262,6 +275,7 @@ def autoencoder_layers(
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
         images = load_classes(cfg.data, None) if every_class else splits
         run.log_params({"pretrain.n_images": len(images.pretrain_images)})
+        run.log_datasets(dataset_inputs(cfg.data, images, contexts=("training",)))
         autoencoder, history = pretrain(
             images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
             _fan_out(job, run, "ae"),
@@ -276,8 +290,9 @@ def autoencoder_layers(
     pool = " all classes" if every_class else ""
     name = f"pretrain {cfg.model.name}-{cfg.pretrain.name}{pool} seed={cfg.seed}"
     autoencoder = cached_model(
-        tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True)
-    )
+        tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True),
+        example=splits.x_valid[:EXAMPLE_ROWS],
+    )  # fmt: skip
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
     _log_reconstructions(job, autoencoder, splits)
     return pretrained_layers(autoencoder)
@@ -303,19 +318,23 @@ def transfer_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunL
     job.set_tags({"transfer.source": cfg.pretrain.source})
     if cfg.pretrain.source != C.BUILTIN_SOURCE:
         return given_source_layers(cfg, splits, tracker)
-    model = builtin_source(cfg, tracker, job)
+    model = builtin_source(cfg, tracker, job, splits.x_valid[:EXAMPLE_ROWS])
     return matching_layers(
         model, C.BUILTIN_SOURCE, splits.image_shape, cfg.model, C.reuse_layers(cfg)
     )
 
 
-def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Model:
-    """A classifier trained with every label of the source classes, cached by its settings."""
+def builtin_source(
+    cfg: DictConfig, tracker: Tracker, job: RunLog, example: np.ndarray | None = None
+) -> keras.Model:
+    """A classifier trained with every label of the source classes, cached by its settings;
+    ``example`` (a few images) is its logged model's input example."""
     classes = C.source_classes(cfg)
 
     def train(run: RunLog) -> keras.Model:
         run.log_params({**C.flatten(C.source_settings(cfg)), "source.classes": classes})
         source = load_classes(cfg.data, classes)
+        run.log_datasets(dataset_inputs(cfg.data, source, contexts=("training",)))
         model, history = train_source_classifier(
             source, cfg.model, cfg.pretrain,
             fit_settings(cfg, cfg.pretrain, cfg.pretrain.patience), _fan_out(job, run, "source"),
@@ -332,8 +351,9 @@ def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Mode
     tags = {"dataset": cfg.data.name, "source.classes": classes}
     name = f"pretrain transfer source classes={','.join(map(str, classes))} seed={cfg.seed}"
     return cached_model(
-        tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True)
-    )
+        tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True),
+        example=example,
+    )  # fmt: skip
 
 
 def given_source_layers(cfg: DictConfig, splits: Splits, tracker: Tracker) -> list:
@@ -377,11 +397,33 @@ def _fan_out(first: RunLog, second: RunLog, prefix: str):
     return on_epoch_end
 
 
-def _log_model(run: RunLog, model: keras.Model, filename: str) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / filename
-        model.save(path)
-        run.log_artifact(path, "models")
+def dataset_inputs(
+    data_cfg: DictConfig,
+    splits: Splits,
+    labeled: np.ndarray | None = None,
+    contexts: tuple[str, ...] = ("training", "labeled", "validation", "test"),
+) -> list[DatasetSpec]:
+    """What a run read, as MLflow dataset inputs: every training image, the labeled subset (its
+    count in the name), validation and test, each with its digest and source files."""
+    sources = dataset_sources(data_cfg)
+    chosen = data_cfg.get("classes")
+    base = f"{splits.name}[{','.join(map(str, chosen))}]" if chosen else splits.name
+    profile = {"classes": splits.n_classes}
+    specs = {
+        "training": DatasetSpec(f"{base}-train", (splits.x_train, splits.y_train),
+                                sources["train"], "training", profile),
+        "validation": DatasetSpec(f"{base}-validation", (splits.x_valid, splits.y_valid),
+                                  sources["train"], "validation", profile),
+        "test": DatasetSpec(f"{base}-test", (splits.x_test, splits.y_test), sources["test"],
+                            "test", profile),
+    }  # fmt: skip
+    if labeled is not None:
+        count = len(labeled)
+        specs["labeled"] = DatasetSpec(
+            f"{base}-labeled-{count}", (splits.x_train, splits.y_train, labeled),
+            sources["train"], "labeled", {**profile, "num_rows": count, "labeled": count},
+        )  # fmt: skip
+    return [specs[context] for context in contexts if context in specs]
 
 
 def _log_reconstructions(run: RunLog, autoencoder, splits: Splits) -> None:

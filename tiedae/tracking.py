@@ -9,8 +9,13 @@ other machines sharing a tracking server are not serialised by them (see ``Track
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import functools
+import hashlib
+import importlib.metadata
+import json
 import os
 import signal
 import socket
@@ -18,14 +23,26 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+import weakref
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    RunStatus,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -36,6 +53,23 @@ PRETRAIN_KEY = "tiedae.pretrain_key"
 HOST, PID = "tiedae.host", "tiedae.pid"
 PARENT = "mlflow.parentRunId"
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
+NOTE = "mlflow.note.content"  # the description MLflow's UI shows on the experiment page
+EXPERIMENT_KIND = "mlflow.experimentKind"  # custom_model_development: the UI opens on runs
+EXPERIMENT_DESCRIPTION = """\
+Semi-supervised pretraining on few labels (tiedae). Each **job** run (tag `tiedae.role=job`)
+trains one classifier: a method (row of the table: tag `method`, e.g. `tied-autoencoder-frozen`),
+a labeled count (param `labels.n`, tag `labels`) and a seed; its **pretrain** child runs hold the
+autoencoders (or transfer sources) it reused, shared through a cache. A sweep's jobs are children
+of a **sweep** run named `sweep <name>`.
+
+Compare runs: filter `tags.tiedae.role = 'job'` (and `tags.tiedae.sweep = '<name>'`), add the
+columns `test/accuracy`, tag `method` and param `labels.n`, then sort by `test/accuracy` or group
+by `method`. Models: each job logs its classifier (`classifier`), each pretraining run its model
+(`pretrained`), as MLflow Keras models; the Dataset column shows the images each run used
+(contexts training, labeled, validation, test). `python -m tiedae.report` makes the table.
+"""
+SHARED_VIEW, SHARE_KEY = "mlflow.sharedViewState.", "viewStateShareKey"  # the UI's Share
+EXPERIMENT_TAGS = {NOTE: EXPERIMENT_DESCRIPTION, EXPERIMENT_KIND: "custom_model_development"}
 
 
 class TrackingError(RuntimeError):
@@ -75,11 +109,56 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset input of a run: a name, the arrays (their digest), where they came from,
+    the MLflow context it was used in, and extra numbers for the run page (e.g. labeled count)."""
+
+    name: str
+    arrays: Sequence[np.ndarray]
+    source: str
+    context: str  # training | labeled | validation | test
+    profile: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_input(self) -> DatasetInput:
+        digest = hashlib.sha256("".join(array_digest(a) for a in self.arrays).encode())
+        first = self.arrays[0]
+        schema = {"mlflow_tensorspec": {"features": json.dumps(
+            [{"type": "tensor", "tensor-spec": {"dtype": str(first.dtype),
+                                                "shape": [-1, *first.shape[1:]]}}]
+        )}}  # fmt: skip
+        profile = {"num_rows": len(first), **self.profile}
+        dataset = Dataset(
+            name=self.name, digest=digest.hexdigest()[:12], source_type="local",
+            source=json.dumps({"uri": self.source}), schema=json.dumps(schema),
+            profile=json.dumps(profile),
+        )  # fmt: skip
+        return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", self.context)])
+
+
+_DIGESTS: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def array_digest(array: np.ndarray) -> str:
+    """sha256 of an array's shape, dtype and bytes, computed once per array per process."""
+    cached = _DIGESTS.get(id(array))
+    if cached and cached[0]() is array:
+        return cached[1]
+    contiguous = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
+    digest.update(memoryview(contiguous).cast("B"))
+    key = id(array)
+    with contextlib.suppress(TypeError):  # not weakly referenceable: not cached
+        _DIGESTS[key] = (weakref.ref(array, lambda _: _DIGESTS.pop(key, None)), digest.hexdigest())
+    return digest.hexdigest()
+
+
 class RunLog:
     """Logging into one MLflow run by id (no global active run, so runs can nest freely)."""
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str | None = None):
         self.client, self.run_id = client, run_id
+        self.experiment_id = experiment_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(key, str(value)[:6000]) for key, value in params.items()]
@@ -105,6 +184,48 @@ class RunLog:
                 f"could not store artifact {Path(path).name} for run {self.run_id}: {error}; "
                 "check free space and permissions of the artifact store (tracking.artifact_dir)"
             ) from error
+
+    def log_model(self, model: Any, name: str, example: np.ndarray) -> str:
+        """Log ``model`` as an MLflow logged model (Keras flavour) linked to this run; its id.
+
+        The signature is inferred from ``example`` (a few inputs, also stored as the input
+        example); pip requirements are given, not inferred, which would load the model again.
+        Models holding tiedae's layers load back through ``tiedae.tracking`` under pyfunc.
+        """
+        from mlflow.models import Model, infer_signature
+
+        example = np.asarray(example, dtype=np.float32)
+        signature = infer_signature(example, np.asarray(model(example, training=False)))
+        logged = None
+        try:
+            if self.experiment_id is None:
+                self.experiment_id = self.client.get_run(self.run_id).info.experiment_id
+            # created here, in the run's experiment (Model.log would use the active one)
+            logged = self.client.create_logged_model(
+                self.experiment_id, name=name, source_run_id=self.run_id,
+                tags={"mlflow.modelFlavor": "keras"},
+            )  # fmt: skip
+            info = Model.log(
+                None, flavor=_KerasFlavor, model_id=logged.model_id, name=name, run_id=self.run_id,
+                model=model, signature=signature, input_example=example,
+                pip_requirements=list(pip_requirements()), needs_tiedae=_needs_tiedae(model),
+                validate_serving_input=False,
+            )  # fmt: skip
+            self.client.finalize_logged_model(info.model_id, LoggedModelStatus.READY)
+        except Exception as error:
+            if logged is not None:
+                with contextlib.suppress(Exception):
+                    self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise TrackingError(
+                f"could not store model {name} for run {self.run_id}: {reason}; check free "
+                "space and permissions of the artifact store (tracking.artifact_dir)"
+            ) from error
+        return info.model_id
+
+    def log_datasets(self, datasets: Sequence[DatasetSpec]) -> None:
+        """Record the arrays this run read as MLflow dataset inputs (the UI's Dataset column)."""
+        self.client.log_inputs(self.run_id, datasets=[spec.as_input() for spec in datasets])
 
     def log_text(self, text: str, artifact_file: str) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -146,12 +267,42 @@ class Tracker:
             experiment = self.client.get_experiment_by_name(self.settings.experiment)
             if experiment is None:
                 self.experiment_id = self.client.create_experiment(
-                    self.settings.experiment, artifact_location=location
+                    self.settings.experiment, artifact_location=location, tags=EXPERIMENT_TAGS
                 )
             else:
                 _check_same_location(experiment, location, self.settings.artifact_dir)
                 self.experiment_id = experiment.experiment_id
+                for key, value in EXPERIMENT_TAGS.items():
+                    if key not in experiment.tags:  # a description a person edited stays
+                        self.client.set_experiment_tag(self.experiment_id, key, value)
         return self
+
+    def runs_url(self, base: str, sweep: str | None = None) -> str:
+        """The UI page of this experiment's runs table (MLflow 3 may otherwise open on GenAI),
+        showing the job runs (one sweep's, if named) with method, labeled count, seed and test
+        accuracy as columns, best first: a view stored in the experiment, as MLflow's Share
+        button stores one."""
+        key = self.share_runs_view(sweep)
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{SHARE_KEY}={key}"
+
+    def share_runs_view(self, sweep: str | None = None) -> str:
+        """Store the comparison view of the runs table as a shared view state; its key."""
+        where = f"tags.`{ROLE}` = 'job'" + (f" and tags.`{SWEEP}` = '{sweep}'" if sweep else "")
+        state = {
+            "searchFilter": where, "orderByKey": "metrics.`test/accuracy`", "orderByAsc": False,
+            "startTime": "ALL", "lifecycleFilter": "Active", "modelVersionFilter": "All Runs",
+            "datasetsFilter": [], "runsExpanded": {}, "runsPinned": [], "runsHidden": [],
+            "runListHidden": False, "viewMaximized": False,
+            "selectedColumns": [
+                "metrics.`test/accuracy`", "tags.`method`", "params.`labels.n`", "params.`seed`",
+                "attributes.`Dataset`",
+            ],
+        }  # fmt: skip
+        text = json.dumps(state, sort_keys=True)
+        key = hashlib.sha256(text.encode()).hexdigest()[:32]
+        packed = "deflate;" + base64.b64encode(zlib.compress(text.encode())).decode()
+        self.client.set_experiment_tag(self.experiment_id, f"{SHARED_VIEW}{key}", packed)
+        return key
 
     def _artifact_location(self) -> str | None:
         """``tracking.artifact_dir`` as a file URI, the folder created; None: the store's own."""
@@ -197,7 +348,7 @@ class Tracker:
         run = self.client.create_run(
             self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
         )
-        log = RunLog(self.client, run.info.run_id)
+        log = RunLog(self.client, run.info.run_id, self.experiment_id)
         with sigterm_as_keyboard_interrupt():
             try:
                 yield log
@@ -227,9 +378,11 @@ class Tracker:
     # --- the pretraining cache -----------------------------------------------------------
 
     def find_pretrained(
-        self, key: str, artifact_path: str, destination: Path
+        self, key: str, name: str, legacy_artifact: str, destination: Path
     ) -> tuple[str, Path] | None:
-        """Download a FINISHED pretraining run's artifact for ``key``: (run id, local path).
+        """Download the model of the newest FINISHED pretraining run for ``key``: (run id,
+        local path). The path is an MLflow model folder (the run's logged model ``name``) or,
+        for runs made before models were logged, the ``.keras`` file ``legacy_artifact``.
 
         Only FINISHED runs count: a run killed while writing its weights never finishes, so a
         half-written entry is never loaded.
@@ -239,25 +392,48 @@ class Tracker:
             f"and attributes.status = 'FINISHED'"
         )
         for run in runs:
+            run_id = run.info.run_id
             try:
-                local = self.client.download_artifacts(
-                    run.info.run_id, artifact_path, str(destination)
-                )
+                model_id = self.logged_model_id(run_id, name)
+                if model_id:
+                    local = mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"models:/{model_id}",
+                        dst_path=str(destination / run_id), tracking_uri=self.settings.uri,
+                    )  # fmt: skip
+                else:
+                    local = self.client.download_artifacts(
+                        run_id, legacy_artifact, str(destination)
+                    )
             except Exception:
                 continue  # artifacts gone (e.g. deleted by hand): try an older entry
-            return run.info.run_id, Path(local)
+            return run_id, Path(local)
         return None
+
+    def logged_model_id(self, run_id: str, name: str) -> str | None:
+        """The id of the newest logged model ``name`` that run ``run_id`` produced, if any."""
+        models = self.client.search_logged_models(
+            [self.experiment_id],
+            filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+            order_by=[{"field_name": "creation_time", "ascending": False}],
+            max_results=1,
+        )
+        return models[0].model_id if models else None
 
     # --- models from other runs (transfer sources) ----------------------------------------
 
     def download_model(self, uri: str, destination: Path) -> Path:
-        """Download ``runs:/<run id>/<path>`` or ``models:/<name>/<version>``: a file or folder.
+        """Download a model URI: a file or an MLflow model folder.
 
-        A registered version is resolved to its source first, so a version may point at a
-        single file (MLflow's own ``models:/`` download only fetches folders).
+        ``runs:/<run id>/<name>`` is the run's logged model ``name`` if it has one (else an
+        artifact path, e.g. an old run's ``models/classifier.keras``); ``models:/<name>/<version>``
+        and ``models:/<name>@<alias>`` are resolved to their source first, so a version may point
+        at a single file (MLflow's own ``models:/`` download only fetches folders).
         """
         try:
-            source = self._model_version_source(uri) if uri.startswith("models:/") else uri
+            if uri.startswith("models:/"):
+                source = self._model_version_source(uri)
+            else:
+                source = self._logged_model_of_run(uri) or uri
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=source, dst_path=str(destination), tracking_uri=self.settings.uri
             )
@@ -266,21 +442,53 @@ class Tracker:
             raise TrackingError(f"cannot download from {self.settings.uri}: {reason}") from None
         return Path(local)
 
+    def _logged_model_of_run(self, uri: str) -> str | None:
+        run_id, _, name = uri[len("runs:/") :].strip("/").partition("/")
+        if not name or "/" in name:
+            return None
+        model_id = self.logged_model_id(run_id, name)
+        return f"models:/{model_id}" if model_id else None
+
     def _model_version_source(self, uri: str) -> str:
-        name, _, version = uri[len("models:/") :].rstrip("/").rpartition("/")
+        rest = uri[len("models:/") :].rstrip("/")
+        if rest.startswith("m-") and "/" not in rest and "@" not in rest:
+            return uri  # a logged model's own id
+        if "@" in rest:
+            name, _, alias = rest.rpartition("@")
+            if name and alias:
+                version = self.client.get_model_version_by_alias(name, alias)
+                return self.client.get_model_version_download_uri(name, version.version)
+        name, _, version = rest.rpartition("/")
         if not name or not version.isdigit():
-            raise TrackingError("not of the form models:/<name>/<version>, e.g. models:/src/1")
+            raise TrackingError(
+                "not of the form models:/<name>/<version> or models:/<name>@<alias>, e.g. "
+                "models:/src/1"
+            )
         return self.client.get_model_version_download_uri(name, version)
 
-    def register_model(self, name: str, artifact_uri: str, run_id: str | None = None) -> str:
-        """Register ``artifact_uri`` (e.g. ``runs:/<id>/models/classifier.keras``) as a new
-        version of the registered model ``name``, created if missing; returns the version."""
+    def register_model(
+        self, name: str, uri: str, run_id: str | None = None, alias: str | None = None
+    ) -> str:
+        """Register ``uri`` as a new version of the registered model ``name`` (created if
+        missing), optionally under ``alias``; returns the version. ``uri`` is a logged model
+        (``models:/<model id>``, or ``runs:/<run id>/<name>`` of one, linked as its lineage) or
+        an artifact (e.g. an old run's ``runs:/<id>/models/classifier.keras``)."""
+        source = uri
+        if uri.startswith("runs:/"):
+            source = self._logged_model_of_run(uri) or uri
+        model_id = source[len("models:/") :] if source.startswith("models:/m-") else None
+        if model_id and run_id is None:
+            run_id = self.client.get_logged_model(model_id).source_run_id
         with self._store_lock():
             try:
                 self.client.get_registered_model(name)
             except MlflowException:
                 self.client.create_registered_model(name)
-            version = self.client.create_model_version(name, artifact_uri, run_id=run_id)
+            version = self.client.create_model_version(
+                name, source, run_id=run_id, model_id=model_id
+            )
+            if alias:
+                self.client.set_registered_model_alias(name, alias, version.version)
         return str(version.version)
 
     # --- sweeps --------------------------------------------------------------------------
@@ -344,6 +552,68 @@ class Tracker:
 
     def count_runs(self, role: str) -> int:
         return len(self._search(f"tags.`{ROLE}` = '{role}'", max_results=50000))
+
+
+# --- logged models: the Keras flavour -------------------------------------------------------
+
+
+class _KerasFlavor:
+    """``mlflow.keras`` for ``Model.log``: the model folder is created before the input example
+    is written (MLflow 3.17's Keras ``save_model`` writes it first), and models holding tiedae's
+    layers get ``tiedae.tracking`` as pyfunc loader, which registers those layers first."""
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path: str, mlflow_model, needs_tiedae: bool = False, **kwargs) -> None:
+        import mlflow.keras
+
+        kwargs.pop("validate_serving_input", None)
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        if needs_tiedae:
+            mlflow_model.flavors["python_function"]["loader_module"] = __name__
+            mlflow_model.save(os.path.join(path, "MLmodel"))
+
+
+def _load_pyfunc(path: str):
+    """pyfunc loader of logged models with tiedae's layers: register them, then load as Keras."""
+    import mlflow.keras
+
+    import tiedae.models  # noqa: F401  (registers Autoencoder, DenseTranspose, rounded_accuracy)
+
+    return mlflow.keras._load_pyfunc(path)
+
+
+def _needs_tiedae(model: Any) -> bool:
+    import keras
+
+    return '"tiedae>' in json.dumps(keras.saving.serialize_keras_object(model), default=str)
+
+
+@functools.lru_cache(maxsize=1)
+def pip_requirements() -> tuple[str, ...]:
+    """Pinned keras and tensorflow (whichever distribution is installed), given to MLflow."""
+    pins = []
+    for names in (("keras",), ("tensorflow", "tensorflow-cpu")):
+        for name in names:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                pins.append(f"{name}=={importlib.metadata.version(name)}")
+                break
+    return tuple(pins)
+
+
+def load_keras_model(path: Path) -> Any:
+    """A Keras model from an MLflow model folder (``MLmodel`` inside) or a ``.keras`` file."""
+    import keras
+    import mlflow.keras
+
+    import tiedae.models  # noqa: F401  (registers tiedae's layers)
+
+    path = Path(path)
+    if (path / "MLmodel").is_file():
+        return mlflow.keras.load_model(str(path))
+    return keras.saving.load_model(path)
 
 
 def _check_server(uri: str, timeout: float = 5.0) -> None:

@@ -1,0 +1,75 @@
+"""The MLflow UI: the experiment's description, the runs-table URL, and the screenshot script."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import urllib.parse
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tiedae.config import PROJECT_ROOT
+from tiedae.tracking import EXPERIMENT_KIND, NOTE, ROLE, SWEEP, Tracker, TrackingSettings
+from tiedae.ui import find_chromium, runs_url
+
+
+def tracker_at(root: Path) -> Tracker:
+    return Tracker(TrackingSettings(f"sqlite:///{root}/mlflow.db")).connect()
+
+
+def test_the_experiment_describes_its_runs_and_opens_on_training_runs(tmp_path):
+    tracker = tracker_at(tmp_path)
+    tags = tracker.client.get_experiment(tracker.experiment_id).tags
+    assert "tiedae.role" in tags[NOTE] and "test/accuracy" in tags[NOTE]
+    assert tags[EXPERIMENT_KIND] == "custom_model_development"
+    tracker.client.set_experiment_tag(tracker.experiment_id, NOTE, "edited by a person")
+    again = tracker_at(tmp_path)  # connecting again keeps a description a person edited
+    assert again.client.get_experiment(again.experiment_id).tags[NOTE] == "edited by a person"
+
+
+def test_the_runs_url_opens_a_stored_view_of_the_sweeps_jobs(tmp_path):
+    url = runs_url(f"sqlite:///{tmp_path}/mlflow.db", "http://127.0.0.1:5000", sweep="smoke")
+    tracker = tracker_at(tmp_path)
+    page, _, query = url.partition("?")
+    assert page == f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs"
+    (key,) = urllib.parse.parse_qs(query)["viewStateShareKey"]
+    stored = tracker.client.get_experiment(tracker.experiment_id).tags[
+        f"mlflow.sharedViewState.{key}"
+    ]
+    assert stored.startswith("deflate;")  # as the UI's own Share button stores it
+    state = json.loads(zlib.decompress(base64.b64decode(stored[len("deflate;") :])))
+    assert state["searchFilter"] == f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = 'smoke'"
+    assert state["orderByKey"] == "metrics.`test/accuracy`"
+    assert {"metrics.`test/accuracy`", "tags.`method`", "params.`labels.n`"} <= set(
+        state["selectedColumns"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    find_chromium() is None, reason="no chromium (Debian: apt-get install chromium)"
+)
+def test_the_screenshot_script_photographs_the_runs_table(tmp_path):
+    """Two job runs made by hand (no training), then scripts/screenshot_ui.py on them."""
+    tracker = tracker_at(tmp_path)
+    for method, accuracy in (("scratch", 0.5), ("tied-autoencoder-frozen", 0.75)):
+        tags = {ROLE: "job", SWEEP: "tiny", "method": method}
+        with tracker.run(f"{method} n=50 seed=1", tags) as run:
+            run.log_params({"labels.n": 50, "seed": 1})
+            run.log_metrics({"test/accuracy": accuracy})
+    out = tmp_path / "ui.png"
+    result = subprocess.run(
+        [sys.executable, "scripts/screenshot_ui.py", "--store", tracker.settings.uri,
+         "--sweep", "tiny", "--out", str(out)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    png = out.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (2200, 900)
+    assert len(png) > 50_000  # a rendered page, not a blank one
