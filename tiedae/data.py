@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -186,6 +187,70 @@ def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
         y_test=labels[n_train + valid_size :],
         class_names=tuple(str(d) for d in range(10)),
     )
+
+
+# --- identity: what was read, for the cache and skip keys ---------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, computed once per process per (path, size, mtime)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def files_digest(paths: list[Path]) -> str:
+    """One digest over the names and contents of ``paths`` (cached per file)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(
+            f"{path.name}:{_file_digest(str(path), stat.st_size, stat.st_mtime_ns)};".encode()
+        )
+    return digest.hexdigest()[:16]
+
+
+def arrays_digest(splits: Splits) -> str:
+    """A digest of every split's images and labels."""
+    digest = hashlib.sha256()
+    for array in (splits.x_train, splits.y_train, splits.x_valid, splits.y_valid, splits.x_test,
+                  splits.y_test):  # fmt: skip
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def data_identity(data_cfg) -> dict[str, str]:
+    """The dataset a ``data`` config reads: its name, the files and a digest of their bytes.
+
+    Fashion-MNIST: the four IDX files found through ``data.dir`` (another folder with other
+    files gives another digest; a copy of the same files the same one). Without files on disk,
+    the digest of the arrays Keras's downloader gives. digits: scikit-learn's bundled csv.
+    The selection of classes and images is in the config itself, not here.
+    """
+    name = data_cfg.name
+    if name == "digits":
+        from sklearn import datasets
+
+        path = Path(datasets.__file__).parent / "data" / "digits.csv.gz"
+        if path.exists():
+            return {"name": name, "files": path.name, "digest": files_digest([path])}
+        digest = arrays_digest(load_digits_splits(data_cfg.valid_size, data_cfg.test_size))
+        return {"name": name, "files": "sklearn load_digits", "digest": digest}
+    if name != "fashion_mnist":  # a loader without files of its own: what it returns
+        return {"name": name, "files": "loader", "digest": arrays_digest(load_dataset(data_cfg))}
+    folder = find_fashion_mnist_dir(data_cfg.get("dir"))
+    if folder is None:
+        splits = load_fashion_mnist(None, data_cfg.valid_size)  # downloads, cached per process
+        return {"name": name, "files": "keras download", "digest": arrays_digest(splits)}
+    paths = [folder / file for file in FASHION_MNIST_FILES.values()]
+    return {
+        "name": name,
+        "files": ",".join(str(path) for path in paths),
+        "digest": files_digest(paths),
+    }
 
 
 def _to_unit_float(images: np.ndarray) -> np.ndarray:
