@@ -127,6 +127,7 @@ def score(
     n_classes = max(n_classes or 0, int(classes.max()) + 1, int(np.max(y)) + 1)
     full = np.zeros((len(x), n_classes), dtype=np.float64)
     full[:, classes] = probabilities
+    full /= full.sum(axis=1, keepdims=True)  # float32 probabilities, summed again in float64
     return {
         "loss": float(log_loss(y, full, labels=np.arange(n_classes))),
         "accuracy": float(accuracy_score(y, classes[probabilities.argmax(axis=1)])),
