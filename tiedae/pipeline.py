@@ -153,7 +153,7 @@ def _explain_new_key(
     if not any(old_parts.values()):
         reason = "it predates keys with provenance"
     elif changed:
-        reason = " and ".join(changed) + (" changed" if len(changed) > 1 else " changed")
+        reason = " and ".join(changed) + " changed"
     else:
         return None
     log.info("%s: not reusing run %s of the same name: %s", name, older[0], reason)
