@@ -179,12 +179,12 @@ def scratch_rows(tidy: pd.DataFrame) -> dict[str, str]:
     def network(values: dict[str, str]) -> bool:
         return values.get("classifier.kind", "keras") == "keras"
 
-    scratch = {
-        fair(v): rows[i] for i, v in settings.items()
-        if v.get("pretrain.name") == "none" and network(v)
-    }  # fmt: skip
+    scratch: dict[tuple, list[str]] = {}
+    for i, values in settings.items():
+        if values.get("pretrain.name") == "none" and network(values):
+            scratch.setdefault(fair(values), []).append(rows[i])
     return {
-        rows[i]: scratch.get(fair(v), "none in this sweep")
+        rows[i]: " / ".join(sorted(scratch.get(fair(v), ["none in this sweep"])))
         for i, v in settings.items()
         if v.get("pretrain.name", "none") != "none" and network(v)
     }
