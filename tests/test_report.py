@@ -98,4 +98,4 @@ def test_each_pretrained_row_names_the_scratch_row_with_its_architecture_and_sch
     write_report(tidy, tmp_path, "t", "python -m tiedae.report")
     table = (tmp_path / "table.md").read_text()
     assert "`tied[500,200]-greedy-gradual` compares to `scratch[500,200]`" in table
-    assert "100: +3.0" in table
+    assert "(difference in points: 100 labels +3.0)" in table

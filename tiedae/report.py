@@ -222,11 +222,11 @@ def comparison_notes(summary: pd.DataFrame, pairs: dict[str, str]) -> str:
     for row in method_order(pairs):
         scratch = pairs[row]
         gaps = [
-            f"{n}: {100 * (means[(row, n)] - means[(scratch, n)]):+.1f}"
+            f"{n} labels {100 * (means[(row, n)] - means[(scratch, n)]):+.1f}"
             for n in sorted(summary.loc[summary["row"] == row, "n_labels"])
             if (scratch, n) in means.index
         ]
-        shown = f" — difference in points at {', '.join(gaps)} labels" if gaps else ""
+        shown = f" (difference in points: {', '.join(gaps)})" if gaps else ""
         lines.append(f"- `{row}` compares to `{scratch}`{shown}")
     return "\n".join(lines) + "\n"
 
