@@ -26,6 +26,7 @@ def digits():
     return load_digits_splits()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["tied_finetune", "logreg_pixels"])
 def test_training_and_model_selection_never_read_the_test_set(method, store, monkeypatch):
     """x_test is NaN until the final evaluation, which alone gets the real images: any read
