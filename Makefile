@@ -40,10 +40,10 @@ run: setup  ## one run with the default config; add overrides with ARGS="model=u
 
 sweep: setup  ## the default study (experiment=sweep; EXPERIMENT=benchmark for issue 4's), then the table
 	$(BIN)/tiedae experiment=$(EXPERIMENT) $(ARGS)
-	$(BIN)/python -m tiedae.report
+	$(BIN)/python -m tiedae.report experiment=$(EXPERIMENT) $(ARGS)
 
-table: $(STAMP)  ## table + plot of the latest sweep (or SWEEP=name) into experiments/<sweep>/
-	$(BIN)/python -m tiedae.report $(if $(SWEEP),--sweep $(SWEEP))
+table: $(STAMP)  ## table + plot of the latest sweep (or SWEEP=name; ARGS=tracking=server) into experiments/<sweep>/
+	$(BIN)/python -m tiedae.report $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
 
 test: setup  ## the test suite
 	$(BIN)/python -m pytest -q $(ARGS)

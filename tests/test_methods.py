@@ -277,9 +277,10 @@ def test_method_names_tell_the_rows_apart():
     assert method_name(wide_denoising) == "untied[300,100]-autoencoder+dropout0.2-frozen-reuse1"
 
 
-SHRINK = {  # key -> value, for the keys a method has: seconds on digits
+SHRINK = {  # key -> value, for the keys a method has: seconds on digits; a larger step so
+    # that 3 epochs learn something (with 1e-3 some frozen heads stay at chance)
     "pretrain.epochs": 1, "classifier.epochs": 3, "classifier.patience": 1,
-    "classifier.frozen_epochs": 1, "classifier.components": 16,
+    "classifier.frozen_epochs": 1, "classifier.components": 16, "classifier.learning_rate": 0.01,
 }  # fmt: skip
 
 
@@ -296,5 +297,6 @@ def test_every_method_runs_end_to_end_and_logs_test_accuracy(method, tmp_path: P
         if OmegaConf.select(cfg, key) is not None:
             OmegaConf.update(cfg, key, value)
     results = pipeline.run_experiment(cfg)
-    assert 0.0 <= results["test/accuracy"] <= 1.0
-    assert results["clf/best_val_accuracy"] > 0.1
+    chance = 1 / len(cfg.data.classes or range(10))
+    assert results["test/accuracy"] > chance + 0.1  # learned something (the least: 0.25)
+    assert results["clf/val_accuracy_at_best"] > chance + 0.1

@@ -106,17 +106,31 @@ def run_baseline(
         features=features,
         chosen=value,
         val_accuracy=val_accuracy,
-        test=score(estimator, transform(features, splits.x_test), splits.y_test),
+        test=score_test(estimator, features, splits),
         n_parameters=count_parameters(estimator, features),
         seconds=time.perf_counter() - started,
     )
 
 
-def score(estimator, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def score_test(estimator, features: PCA | None, splits: Splits) -> dict[str, float]:
+    """The final evaluation: the one place a baseline reads the test set."""
+    return score(estimator, transform(features, splits.x_test), splits.y_test, splits.n_classes)
+
+
+def score(
+    estimator, x: np.ndarray, y: np.ndarray, n_classes: int | None = None
+) -> dict[str, float]:
+    """Log loss and accuracy over all ``n_classes`` classes: classes missing from the labeled
+    few (fewer labels than classes) get probability 0, so log_loss sees every label."""
     probabilities = estimator.predict_proba(x)
+    classes = np.asarray(estimator.classes_)
+    n_classes = max(n_classes or 0, int(classes.max()) + 1, int(np.max(y)) + 1)
+    full = np.zeros((len(x), n_classes), dtype=np.float64)
+    full[:, classes] = probabilities
+    full /= full.sum(axis=1, keepdims=True)  # float32 probabilities, summed again in float64
     return {
-        "loss": float(log_loss(y, probabilities, labels=estimator.classes_)),
-        "accuracy": float(accuracy_score(y, estimator.classes_[probabilities.argmax(axis=1)])),
+        "loss": float(log_loss(y, full, labels=np.arange(n_classes))),
+        "accuracy": float(accuracy_score(y, classes[probabilities.argmax(axis=1)])),
     }
 
 

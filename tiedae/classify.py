@@ -125,3 +125,13 @@ def evaluate_on_test(
         classifier, splits.x_test, splits.y_test,
         keras.losses.sparse_categorical_crossentropy, ACCURACY, batch_size,
     )  # fmt: skip
+
+
+def evaluate_on_validation(
+    classifier: keras.Model, splits: Splits, batch_size: int = 1000
+) -> dict[str, float]:
+    """Loss and accuracy of the classifier as it is (the restored weights) on validation."""
+    return evaluate(
+        classifier, splits.x_valid, splits.y_valid,
+        keras.losses.sparse_categorical_crossentropy, ACCURACY, batch_size,
+    )  # fmt: skip

@@ -413,15 +413,51 @@ def _without(section: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k not in keys}
 
 
+IDENTITY_PARTS = ("data_identity", "code")  # the keys' provenance, next to the settings
+
+
+def provenance(cfg: DictConfig) -> dict[str, Any]:
+    """The data a run reads (name + digest of its files) and the code it runs (version +
+    digest of the package's sources): both enter every key. ``data.dir`` itself does not:
+    the same files anywhere give the same key, other files another."""
+    from tiedae import provenance as P
+    from tiedae.data import data_identity
+
+    data = data_identity(cfg.data)
+    return {
+        "data_identity": {"name": data["name"], "digest": data["digest"]},
+        "code": dict(P.code_identity()),
+    }
+
+
 def pretrain_settings(cfg: DictConfig) -> dict[str, Any]:
-    """What the autoencoder depends on: data, model, pretraining, seed — nothing else."""
+    """What the autoencoder depends on: data (its settings and identity), model, pretraining,
+    seed and the code's identity — nothing else."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     return {
         "data": _without(plain["data"], "dir"),
         "model": _without(plain["model"], "name"),
         "pretrain": _without(plain["pretrain"], "cache"),  # how it is obtained, not what it is
         "seed": plain["seed"],
+        **provenance(cfg),
     }
+
+
+def key_parts(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The digests of a key's three parts, stored as tags so a changed key can be explained:
+    ``data`` (the dataset's identity), ``code`` (version + sources), ``settings`` (the rest)."""
+    return {
+        "data": settings_key(settings.get("data_identity", {})),
+        "code": settings_key(settings.get("code", {})),
+        "settings": settings_key(_without(settings, *IDENTITY_PARTS)),
+    }
+
+
+def changed_parts(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """Which of data / code / settings differ between two ``key_parts`` (unknown ones skipped)."""
+    return [
+        part for part in ("data", "code", "settings") if old.get(part) and old[part] != new[part]
+    ]
 
 
 def source_settings(cfg: DictConfig) -> dict[str, Any]:

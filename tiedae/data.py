@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import pickle
 import struct
 import zipfile
@@ -429,6 +430,79 @@ def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
     )
 
 
+# --- identity: what was read, for the cache and skip keys ---------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, computed once per process per (path, size, mtime)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def files_digest(paths: list[Path]) -> str:
+    """One digest over the names and contents of ``paths`` (cached per file)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(
+            f"{path.name}:{_file_digest(str(path), stat.st_size, stat.st_mtime_ns)};".encode()
+        )
+    return digest.hexdigest()[:16]
+
+
+def arrays_digest(splits: Splits) -> str:
+    """A digest of every split's images and labels, unlabeled images included."""
+    digest = hashlib.sha256()
+    for array in (splits.x_train, splits.y_train, splits.x_valid, splits.y_valid, splits.x_test,
+                  splits.y_test, splits.x_unlabeled):  # fmt: skip
+        if array is not None:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _idx_folder(data_cfg) -> Path | None:
+    """Fashion-MNIST's or MNIST's folder of IDX files; None where Keras's downloader serves."""
+    if data_cfg.name == "fashion_mnist":
+        return find_fashion_mnist_dir(data_cfg.get("dir"))
+    return find_fashion_mnist_dir(data_cfg.get("dir"), default_dir=None, dataset="MNIST")
+
+
+def data_identity(data_cfg) -> dict[str, str]:
+    """The dataset a ``data`` config reads: its name, the files and a digest of their bytes.
+
+    Fashion-MNIST and MNIST: the four IDX files found through ``data.dir`` (another folder with
+    other files gives another digest; a copy of the same files the same one); npz: the user's
+    file. Without files of their own (a download, CIFAR-10's pickles), the digest of the arrays
+    the loader returns. digits: scikit-learn's bundled csv. The selection of classes and
+    images is in the config itself, not here.
+    """
+    name = data_cfg.name
+    if name == "digits":
+        from sklearn import datasets
+
+        path = Path(datasets.__file__).parent / "data" / "digits.csv.gz"
+        if path.exists():
+            return {"name": name, "files": path.name, "digest": files_digest([path])}
+    if name == "npz" and data_cfg.get("path"):
+        path = Path(data_cfg.path).expanduser()
+        if path.is_file():
+            return {"name": name, "files": str(path), "digest": files_digest([path])}
+    folder = _idx_folder(data_cfg) if name in ("fashion_mnist", "mnist") else None
+    if folder is None:  # what the loader returns, before any selection (cached per process)
+        splits = DATASETS[name].load(data_cfg)
+        return {"name": name, "files": "loader", "digest": arrays_digest(splits)}
+    paths = [idx_file(folder, file) for file in FASHION_MNIST_FILES.values()]
+    return {
+        "name": name,
+        "files": ",".join(str(path) for path in paths),
+        "digest": files_digest(paths),
+    }
+
+
 def _to_unit_float(images: np.ndarray) -> np.ndarray:
     """uint8 0..255 scaled to float32 [0, 1]; float images (already in [0, 1]) kept as they are."""
     if np.issubdtype(np.asarray(images).dtype, np.floating):
@@ -506,16 +580,24 @@ def select_classes(splits: Splits, classes: list[int]) -> Splits:
 
 def dataset_sources(data_cfg) -> dict[str, str]:
     """Where the configured dataset's images come from: file paths for training and test."""
-    if data_cfg.name == "digits":
+    name = data_cfg.name
+    if name == "digits":
         from importlib.resources import files
 
         path = str(files("sklearn.datasets") / "data" / "digits.csv.gz")
         return {"train": path, "test": path}
-    folder = find_fashion_mnist_dir(data_cfg.get("dir"))
+    if name == "npz":
+        path = str(Path(str(data_cfg.get("path"))).expanduser())
+        return {"train": path, "test": path}
+    if name == "cifar10":
+        folder = str(data_cfg.get("dir") or Path("~/.keras/datasets").expanduser())
+        return {"train": folder, "test": folder}
+    folder = _idx_folder(data_cfg)
     if folder is None:  # Keras's downloader keeps its copy here
-        folder = Path("~/.keras/datasets/fashion-mnist").expanduser()
+        folder = Path(f"~/.keras/datasets/{name.replace('_', '-')}").expanduser()
     return {
-        part: ",".join(str(folder / FASHION_MNIST_FILES[f"{part}_{kind}"]) for kind in
+        part: ",".join(str(idx_file(folder, FASHION_MNIST_FILES[f"{part}_{kind}"]) or
+                           folder / FASHION_MNIST_FILES[f"{part}_{kind}"]) for kind in
                        ("images", "labels"))
         for part in ("train", "test")
     }  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,17 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from tiedae import config as C
+from tiedae import provenance as P
 from tiedae.baselines import run_baseline
-from tiedae.classify import evaluate_on_test, train_classifier
-from tiedae.data import Splits, dataset_sources, labeled_count, load_dataset, stratified_subset
+from tiedae.classify import evaluate_on_test, evaluate_on_validation, train_classifier
+from tiedae.data import (
+    Splits,
+    data_identity,
+    dataset_sources,
+    labeled_count,
+    load_dataset,
+    stratified_subset,
+)
 from tiedae.objectives import check_objective, train_with_objective
 from tiedae.pretrain import (
     PRETRAINED_ARTIFACT,
@@ -29,6 +38,7 @@ from tiedae.tracking import (
     ROLE,
     RUN_KEY,
     SWEEP,
+    SWEEP_STARTED,
     DatasetSpec,
     RunLog,
     Tracker,
@@ -97,19 +107,23 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
         cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
     )
     sweep = cfg.sweep.get("name")
-    run_key = C.settings_key(C.run_settings(cfg))
+    settings = C.run_settings(cfg)
+    run_key, parts = C.settings_key(settings), C.key_parts(settings)
     if sweep and not cfg.force:
         done = tracker.find_finished_job(sweep, run_key)
         if done:
             log.info(
-                "skipping %s: run %s already FINISHED (force=true reruns)", C.run_name(cfg), done
-            )
+                "skipping %s: run %s already FINISHED with the same key %s (%s); force=true "
+                "reruns", C.run_name(cfg), done, run_key, _describe(parts),
+            )  # fmt: skip
             return {}
+        _explain_new_key(tracker, "job", C.run_name(cfg), sweep, parts)
     parent = tracker.sweep_parent(sweep) if sweep else None
     tags = {
         ROLE: "job", RUN_KEY: run_key, "method": C.method_name(cfg), "dataset": splits.name,
         "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
         "pretrained": C.is_pretrained(cfg), "labels": C.labels_label(cfg), "seed": cfg.seed,
+        **provenance_tags(cfg, parts), COMMAND: P.command_line(),
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
@@ -120,6 +134,45 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
     log.info("%s: test accuracy %.4f", C.run_name(cfg), results["test/accuracy"])
     print(f"test accuracy: {results['test/accuracy']:.4f}  ({C.run_name(cfg)})", flush=True)
     return results
+
+
+COMMAND = "tiedae.command"
+KEY_PART = "tiedae.key."  # + data | code | settings: the digests of a key's parts
+
+
+def provenance_tags(cfg: DictConfig, parts: Mapping[str, str]) -> dict[str, str]:
+    """What a run read and ran, for people and for explaining a changed key."""
+    data, code, git = data_identity(cfg.data), P.code_identity(), P.git_state()
+    return {
+        **{f"{KEY_PART}{name}": digest for name, digest in parts.items()},
+        "tiedae.data.name": data["name"], "tiedae.data.files": data["files"],
+        "tiedae.data.digest": data["digest"], "tiedae.code.version": code["version"],
+        "tiedae.code.source": code["source"], "tiedae.git.commit": git["commit"],
+        "tiedae.git.dirty": git["dirty"],
+    }  # fmt: skip
+
+
+def _describe(parts: Mapping[str, str]) -> str:
+    return ", ".join(f"{name} {digest}" for name, digest in parts.items())
+
+
+def _explain_new_key(
+    tracker: Tracker, role: str, name: str, sweep: str | None, parts: Mapping[str, str]
+) -> str | None:
+    """When an older FINISHED run of the same name has another key: log which part changed."""
+    older = tracker.latest_finished(role, name, sweep)
+    if older is None:
+        return None
+    old_parts = {p: older[1].get(f"{KEY_PART}{p}", "") for p in ("data", "code", "settings")}
+    changed = C.changed_parts(old_parts, parts)
+    if not any(old_parts.values()):
+        reason = "it predates keys with provenance"
+    elif changed:
+        reason = " and ".join(changed) + " changed"
+    else:
+        return None
+    log.info("%s: not reusing run %s of the same name: %s", name, older[0], reason)
+    return reason
 
 
 def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog) -> dict:
@@ -150,9 +203,16 @@ def _train_network(
             pretrained=pretrained, reuse=C.reuse_layers(cfg),
             on_epoch_end=epoch_logger(run, "clf"),
         )  # fmt: skip
+    # The weights kept are those of the lowest validation loss; their validation metrics,
+    # measured again, are the last points of the curves (clf/restored_val_*), so they are not
+    # mistaken for the epochs that ran after the best one.
+    restored = evaluate_on_validation(classifier, splits, cfg.runtime.validation_batch_size)
+    best = len(history.epochs) - 1 if history.best_epoch is None else history.best_epoch
+    run.log_metrics({f"clf/restored_val_{k}": v for k, v in restored.items()}, step=best)
     test = evaluate_on_test(classifier, splits, cfg.runtime.validation_batch_size)
     results = {f"test/{name}": value for name, value in test.items()}
-    results["clf/best_val_accuracy"] = history.epochs[history.best_epoch]["val_accuracy"]
+    results["clf/val_accuracy_at_best"] = restored["accuracy"]
+    results["clf/best_epoch"] = best
     results["params/classifier"] = classifier.count_params()
     results["params/classifier_trainable"] = sum(
         int(v.numpy().size) for v in classifier.trainable_variables
@@ -184,7 +244,7 @@ def _train_baseline(
 ) -> dict[str, float]:
     baseline = run_baseline(splits, labeled, cfg.classifier, cfg.seed)
     results = {f"test/{name}": value for name, value in baseline.test.items()}
-    results["clf/best_val_accuracy"] = baseline.val_accuracy
+    results["clf/val_accuracy_at_best"] = baseline.val_accuracy
     results["clf/chosen_regularization"] = baseline.chosen
     results["params/classifier"] = baseline.n_parameters
     results["time/classifier_seconds"] = baseline.seconds
@@ -205,6 +265,7 @@ def cached_model(
     train: TrainModel,
     enabled: bool = True,
     example: np.ndarray | None = None,
+    newer_than: int | None = None,
 ) -> keras.Model:
     """The model stored under ``key`` by an earlier pretraining run, or ``train`` it now.
 
@@ -213,21 +274,41 @@ def cached_model(
     A machine-wide lock per key makes parallel jobs with the same key train it once.
     With ``enabled=False`` (``pretrain.cache=false``) it always trains, logged as on a miss.
     The model is logged as the MLflow model ``pretrained``, ``example`` its input example.
+    With ``newer_than`` (``force=true``) only entries started at or after it are loaded.
     """
     job.set_tags({PRETRAIN_KEY: key})
     if not enabled:
         job.set_tags({"pretrain.cache": "off"})
         return _train_and_store(tracker, job, key, name, tags, train, example)
+    parts = {k[len(KEY_PART) :]: v for k, v in tags.items() if k.startswith(KEY_PART)}
     with tracker.lock(f"pretrain-{key}"), tempfile.TemporaryDirectory() as folder:
-        cached = _load_cached(tracker, key, Path(folder))
+        cached = _load_cached(tracker, key, Path(folder), newer_than)
         if cached:
             cached_run, model = cached
-            log.info("pretraining cache hit %s: loaded the model of run %s", key, cached_run)
+            log.info(
+                "pretraining cache hit: key %s (%s) matched run %s; loaded it",
+                key, _describe(parts), cached_run,
+            )  # fmt: skip
             print(f"pretraining cache hit ({key}): loaded, not trained", flush=True)
             job.set_tags({"pretrain.cache": "hit", "pretrain.run_id": cached_run})
             return model
-        job.set_tags({"pretrain.cache": "miss"})
+        if newer_than:
+            log.info("pretraining cache: force=true, so %s is trained anew (key %s)", name, key)
+        else:
+            _explain_new_key(tracker, "pretrain", name, None, parts)
+        job.set_tags({"pretrain.cache": "forced" if newer_than else "miss"})
         return _train_and_store(tracker, job, key, name, tags, train, example)
+
+
+def force_since(cfg: DictConfig, tracker: Tracker) -> int | None:
+    """With ``force=true``: the time (ms) from which cache entries count — the start of this
+    sweep (so its jobs share what it retrains), or now for a single run; None otherwise."""
+    if not cfg.get("force"):
+        return None
+    sweep = cfg.sweep.get("name")
+    parent = tracker.sweep_parent(sweep, create=False) if sweep else None
+    started = tracker.run_tags(parent).get(SWEEP_STARTED) if parent else None
+    return int(started) if started else int(time.time() * 1000)
 
 
 def _train_and_store(
@@ -243,11 +324,13 @@ def _train_and_store(
     return model
 
 
-def _load_cached(tracker: Tracker, key: str, folder: Path) -> tuple[str, keras.Model] | None:
+def _load_cached(
+    tracker: Tracker, key: str, folder: Path, newer_than: int | None = None
+) -> tuple[str, keras.Model] | None:
     """The newest cache entry for ``key`` that loads; an unreadable one is skipped, with a
     warning, and the model is trained anew (its FINISHED run stays, for a person to inspect).
     Entries are logged models; runs from before models were logged hold a ``.keras`` file."""
-    cached = tracker.find_pretrained(key, PRETRAINED_MODEL, PRETRAINED_ARTIFACT, folder)
+    cached = tracker.find_pretrained(key, PRETRAINED_MODEL, PRETRAINED_ARTIFACT, folder, newer_than)
     if cached is None:
         return None
     cached_run, local_path = cached
@@ -285,13 +368,16 @@ def autoencoder_layers(
         job.log_metrics({"time/pretrain_seconds": history.seconds})
         return autoencoder
 
-    key = C.settings_key(C.pretrain_settings(cfg))
-    tags = {"tied": cfg.model.tied, "dataset": splits.name}
+    settings = C.pretrain_settings(cfg)
+    key = C.settings_key(settings)
+    tags = {"tied": cfg.model.tied, "dataset": splits.name, COMMAND: P.command_line(),
+            **provenance_tags(cfg, C.key_parts(settings))}  # fmt: skip
     pool = " all classes" if every_class else ""
     name = f"pretrain {cfg.model.name}-{cfg.pretrain.name}{pool} seed={cfg.seed}"
     autoencoder = cached_model(
         tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True),
         example=splits.x_valid[:EXAMPLE_ROWS],
+        newer_than=force_since(cfg, tracker),
     )  # fmt: skip
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
     _log_reconstructions(job, autoencoder, splits)
@@ -347,12 +433,15 @@ def builtin_source(
         job.log_metrics({"time/pretrain_seconds": history.seconds})
         return model
 
-    key = C.settings_key(C.source_settings(cfg))
-    tags = {"dataset": cfg.data.name, "source.classes": classes}
+    settings = C.source_settings(cfg)
+    key = C.settings_key(settings)
+    tags = {"dataset": cfg.data.name, "source.classes": classes, COMMAND: P.command_line(),
+            **provenance_tags(cfg, C.key_parts(settings))}  # fmt: skip
     name = f"pretrain transfer source classes={','.join(map(str, classes))} seed={cfg.seed}"
     return cached_model(
         tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True),
         example=example,
+        newer_than=force_since(cfg, tracker),
     )  # fmt: skip
 
 

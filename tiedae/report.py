@@ -1,16 +1,18 @@
 """Stage 6 — report: figures of one run, and a sweep's paper-style table.
 
-``python -m tiedae.report [--sweep NAME]`` (``make table``) reads a sweep's FINISHED job runs,
-and writes mean ± std test accuracy over seeds, a row per method and a column per labeled
-count, as Markdown, LaTeX and CSV, plus a plot; under ``experiments/<sweep>/`` and to the
-sweep's parent run.
+``python -m tiedae.report [--sweep NAME] [overrides]`` (``make table``) reads a sweep's FINISHED
+job runs, and writes mean ± std test accuracy over seeds — a row per setting (every logged
+param but the seed, plus data and code identity; the newest run per seed), a column per
+labeled count — as Markdown, LaTeX and CSV, plus a plot, with each pretrained row's fair
+scratch row and the runs' provenance; under ``experiments/<sweep>/`` and to the sweep's
+parent run.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import subprocess
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-METHOD_ORDER = ("scratch",)  # first rows; the rest follow alphabetically
+METHOD_ORDER = ("scratch",)  # rows starting so come first; the rest follow alphabetically
 
 
 def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
@@ -43,51 +45,192 @@ def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
 
 # --- the sweep table ---------------------------------------------------------------------
 
+# Params that say how or where a run ran, or which cell column/seed it is: not its setting.
+NOT_SETTINGS = ("seed", "force", "data.dir", "pretrain.cache")
+NOT_SETTINGS_PREFIXES = ("labels.", "runtime.", "tracking.", "sweep.", "hydra.")
+# Tags that identify what a run read and ran: part of its setting (absent in older runs).
+IDENTITY_TAGS = {"tiedae.data.digest": "data", "tiedae.code.version": "version",
+                 "tiedae.code.source": "code"}  # fmt: skip
+# What a pretrained row and its scratch row must share: all but the pretraining.
+FAIR_KEYS = ("model.sizes", "model.activation", "model.kernel_initializer", "classifier.epochs",
+             "classifier.patience", "classifier.batch_size", "classifier.optimizer",
+             "classifier.learning_rate", "data", "code", "version")  # fmt: skip
+MISSING = "unset"
+TIDY_COLUMNS = ["row", "method", "setting", "n_labels", "seed", "accuracy", "run_id", "start",
+                "commit", "dirty", "command"]  # fmt: skip
+
+
+def _settings_of(params: dict[str, str], tags: dict[str, str]) -> dict[str, str]:
+    """A run's setting: its logged params but those of NOT_SETTINGS, plus its identity tags;
+    the params a run does not use (a baseline's network, a decoder without pretraining) are
+    dropped as ``tiedae.config.run_settings`` drops them."""
+    settings = {
+        key: value for key, value in params.items()
+        if key not in NOT_SETTINGS and not key.startswith(NOT_SETTINGS_PREFIXES)
+    }  # fmt: skip
+    if settings.get("classifier.kind") == "sklearn":
+        settings = {k: v for k, v in settings.items() if not k.startswith("model.")}
+    if settings.get("pretrain.name") not in ("autoencoder", "greedy"):
+        settings = {k: v for k, v in settings.items() if k not in ("model.tied", "model.name")}
+    if settings.get("pretrain.name") == "none":
+        settings.pop("classifier.freeze", None)
+    for tag, name in IDENTITY_TAGS.items():
+        settings[name] = tags.get(tag) or MISSING
+    return settings
+
+
+def _column(runs: pd.DataFrame, name: str) -> pd.Series:
+    return runs[name] if name in runs else pd.Series([None] * len(runs), index=runs.index)
+
 
 def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """mlflow.search_runs output -> one row per run: method, n_labels, seed, accuracy."""
+    """mlflow.search_runs output -> one row per run: its table row, setting, labeled count,
+    seed, accuracy and provenance. ``attrs["settings"]`` maps each setting id to its values.
+
+    A setting is every logged param except the seed and how the run ran, plus the data and
+    code identity; rows are named by the method, and where one method name covers several
+    settings, by what differs between them (e.g. ``scratch[500] (model.kernel_initializer=
+    lecun_normal)``).
+    """
     if runs.empty:
-        return pd.DataFrame(columns=["method", "n_labels", "seed", "accuracy"])
-    return pd.DataFrame(
+        tidy = pd.DataFrame(columns=TIDY_COLUMNS)
+        tidy.attrs["settings"] = {}
+        return tidy
+    param_columns = [c for c in runs.columns if c.startswith("params.")]
+    tag_columns = [c for c in runs.columns if c.startswith("tags.")]
+    settings: dict[str, dict[str, str]] = {}
+    ids = []
+    for _, run in runs.iterrows():
+        params = {c[len("params.") :]: run[c] for c in param_columns if pd.notna(run[c])}
+        tags = {c[len("tags.") :]: run[c] for c in tag_columns if pd.notna(run[c])}
+        values = _settings_of(params, tags)
+        setting = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+        settings[setting] = values
+        ids.append(setting)
+    tidy = pd.DataFrame(
         {
-            "method": runs["tags.method"],
-            "n_labels": pd.to_numeric(runs["params.labels.n"]).astype(int),
-            "seed": pd.to_numeric(runs["params.seed"]).astype(int),
-            "accuracy": pd.to_numeric(runs["metrics.test/accuracy"]),
+            "method": runs["tags.method"].to_numpy(),
+            "setting": ids,
+            "n_labels": pd.to_numeric(runs["params.labels.n"]).astype(int).to_numpy(),
+            "seed": pd.to_numeric(runs["params.seed"]).astype(int).to_numpy(),
+            "accuracy": pd.to_numeric(runs["metrics.test/accuracy"]).to_numpy(),
+            "run_id": _column(runs, "run_id").to_numpy(),
+            "start": pd.to_datetime(_column(runs, "start_time"), utc=True).to_numpy(),
+            "commit": _column(runs, "tags.tiedae.git.commit").fillna(MISSING).to_numpy(),
+            "dirty": _column(runs, "tags.tiedae.git.dirty").fillna(MISSING).to_numpy(),
+            "command": _column(runs, "tags.tiedae.command").fillna("").to_numpy(),
         }
     ).dropna(subset=["accuracy"])
+    tidy.insert(0, "row", tidy["setting"].map(row_names(tidy, settings)))
+    tidy.attrs["settings"] = {k: v for k, v in settings.items() if k in set(tidy["setting"])}
+    return tidy
+
+
+def row_names(tidy: pd.DataFrame, settings: dict[str, dict[str, str]]) -> dict[str, str]:
+    """A unique row name per setting: the method, plus ``(key=value, ...)`` for the keys
+    whose values differ between settings that share the method name."""
+    names: dict[str, str] = {}
+    for method, group in tidy.groupby("method", sort=False):
+        ids = list(dict.fromkeys(group["setting"]))
+        if len(ids) == 1:
+            names[ids[0]] = str(method)
+            continue
+        keys = sorted({key for i in ids for key in settings[i]})
+        differing = [k for k in keys if len({settings[i].get(k, MISSING) for i in ids}) > 1]
+        for i in ids:
+            shown = ", ".join(f"{k}={settings[i].get(k, MISSING)}" for k in differing)
+            names[i] = f"{method} ({shown})"
+    return names
+
+
+def deduplicate(tidy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the newest run of each (setting, labeled count, seed); returns (kept, dropped)."""
+    ordered = tidy.sort_values("start", ascending=False, kind="stable", na_position="last")
+    keep = ~ordered.duplicated(subset=["setting", "n_labels", "seed"], keep="first")
+    return ordered[keep].sort_index(), ordered[~keep].sort_index()
 
 
 def summarize(tidy: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count of test accuracy per (method, n_labels)."""
+    """Mean, std and n (distinct seeds) of test accuracy per (row, n_labels), one run per
+    seed: the newest of any duplicates (``duplicates`` counts those left out)."""
+    kept, dropped = deduplicate(tidy)
     summary = (
-        tidy.groupby(["method", "n_labels"])["accuracy"]
+        kept.groupby(["row", "n_labels"])["accuracy"]
         .agg(mean="mean", std="std", n="count")
         .reset_index()
     )
+    extra = dropped.groupby(["row", "n_labels"]).size()
+    summary["duplicates"] = [
+        int(extra.get((r, n), 0)) for r, n in zip(summary["row"], summary["n_labels"], strict=True)
+    ]
     summary["std"] = summary["std"].fillna(0.0)
     return summary
 
 
+def scratch_rows(tidy: pd.DataFrame) -> dict[str, str]:
+    """Each pretrained row's fair scratch row: the row without pretraining that shares its
+    architecture, initialiser, activation, classifier schedule, data and code (FAIR_KEYS)."""
+    settings = tidy.attrs.get("settings", {})
+    rows = dict(zip(tidy["setting"], tidy["row"], strict=True))
+
+    def fair(values: dict[str, str]) -> tuple:
+        return tuple(values.get(key, MISSING) for key in FAIR_KEYS) + tuple(
+            sorted((k, v) for k, v in values.items() if k.startswith("data."))
+        )
+
+    def network(values: dict[str, str]) -> bool:
+        return values.get("classifier.kind", "keras") == "keras"
+
+    scratch: dict[tuple, list[str]] = {}
+    for i, values in settings.items():
+        if values.get("pretrain.name") == "none" and network(values):
+            scratch.setdefault(fair(values), []).append(rows[i])
+    return {
+        rows[i]: " / ".join(sorted(scratch.get(fair(v), ["none in this sweep"])))
+        for i, v in settings.items()
+        if v.get("pretrain.name", "none") != "none" and network(v)
+    }
+
+
 def method_order(methods) -> list[str]:
     methods = list(dict.fromkeys(methods))
-    first = [m for m in METHOD_ORDER if m in methods]
-    return first + sorted(m for m in methods if m not in first)
+    first = [m for m in methods if str(m).startswith(METHOD_ORDER)]
+    return sorted(first) + sorted(m for m in methods if m not in first)
 
 
 def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows: methods; columns: labeled counts; cells: ``mean ± std (n=k)`` in percent."""
+    """Rows: settings; columns: labeled counts; cells: ``mean ± std (n=k)`` in percent, or
+    ``mean (n=1)`` for a single seed."""
     cells = summary.assign(
         cell=[
-            f"{100 * m:.1f} ± {100 * s:.1f} (n={int(k)})"
+            f"{100 * m:.1f} ± {100 * s:.1f} (n={int(k)})" if k > 1 else f"{100 * m:.1f} (n=1)"
             for m, s, k in zip(summary["mean"], summary["std"], summary["n"], strict=True)
         ]
     )
-    table = cells.pivot(index="method", columns="n_labels", values="cell")
+    table = cells.pivot(index="row", columns="n_labels", values="cell")
     table = table.reindex(method_order(table.index))
     table.columns = [str(c) for c in table.columns]
     table.index.name = "method"
     return table.fillna("—")
+
+
+def comparison_notes(summary: pd.DataFrame, pairs: dict[str, str]) -> str:
+    """Markdown: each pretrained row, its scratch row, and the difference at each count."""
+    if not pairs:
+        return ""
+    means = summary.set_index(["row", "n_labels"])["mean"]
+    lines = ["Each pretrained row against its scratch row (same architecture, initialiser, "
+             "activation and classifier schedule; only the pretraining absent):", ""]  # fmt: skip
+    for row in method_order(pairs):
+        scratch = pairs[row]
+        gaps = [
+            f"{n} labels {100 * (means[(row, n)] - means[(scratch, n)]):+.1f}"
+            for n in sorted(summary.loc[summary["row"] == row, "n_labels"])
+            if (scratch, n) in means.index
+        ]
+        shown = f" (difference in points: {', '.join(gaps)})" if gaps else ""
+        lines.append(f"- `{row}` compares to `{scratch}`{shown}")
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -118,11 +261,11 @@ def to_latex(table: pd.DataFrame) -> str:
 
 def accuracy_plot(summary: pd.DataFrame, path: Path, title: str) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for method in method_order(summary["method"]):
-        rows = summary[summary["method"] == method].sort_values("n_labels")
+    for row in method_order(summary["row"]):
+        rows = summary[summary["row"] == row].sort_values("n_labels")
         axis.errorbar(
             rows["n_labels"], 100 * rows["mean"], yerr=100 * rows["std"],
-            marker="o", capsize=3, label=method,
+            marker="o", capsize=3, label=row,
         )  # fmt: skip
     axis.set_xscale("log")
     axis.set_xlabel("labeled training images")
@@ -136,21 +279,53 @@ def accuracy_plot(summary: pd.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def provenance_notes(tidy: pd.DataFrame, sweep_commands: list[str], command: str) -> str:
+    """Markdown list: runs and duplicates left out, the sweep's commands, the runs' commits
+    and dates, and what made the table."""
+    kept, dropped = deduplicate(tidy)
+    lines = [f"- runs: {len(kept)} FINISHED jobs, one per setting, labeled count and seed"]
+    if len(dropped):
+        where = ", ".join(
+            f"`{row}` n={n} seed={seed}"
+            for row, n, seed in dropped[["row", "n_labels", "seed"]].drop_duplicates().itertuples(
+                index=False
+            )
+        )  # fmt: skip
+        lines.append(
+            f"- duplicates: {len(dropped)} older runs of a setting and seed already in the table "
+            f"were left out (the newest kept): {where}"
+        )
+    commands = sweep_commands or sorted(c for c in set(kept["command"]) if c)[:10]
+    lines.append(
+        "- sweep commands: " + ("; ".join(f"`{c}`" for c in commands) if commands
+                                else "not recorded (runs older than tiedae.command)")
+    )  # fmt: skip
+    commits = kept.assign(commit=kept["commit"].str[:10] + kept["dirty"].map(
+        {"true": " (dirty)", "false": ""}).fillna(""))["commit"].value_counts()  # fmt: skip
+    lines.append(
+        "- commits of the runs: " + ", ".join(f"{c} ({k} runs)" for c, k in commits.items())
+    )
+    starts = pd.to_datetime(kept["start"], utc=True).dropna()
+    if len(starts):
+        lines.append(
+            f"- runs started: {starts.min():%Y-%m-%d %H:%M} to {starts.max():%Y-%m-%d %H:%M} UTC"
+        )
+    lines.append(f"- table made by: `{command}`")
+    return "\n".join(lines) + "\n"
 
 
-def write_report(tidy: pd.DataFrame, folder: Path, sweep: str, command: str) -> list[Path]:
+def write_report(
+    tidy: pd.DataFrame, folder: Path, sweep: str, command: str,
+    sweep_commands: list[str] | None = None,
+) -> list[Path]:  # fmt: skip
     """Write table.{md,tex,csv}, runs.csv, accuracy.png and README.md into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarize(tidy)
+    pairs = scratch_rows(tidy)
+    summary["compares_to"] = summary["row"].map(pairs).fillna("")
     table = accuracy_table(summary)
-    markdown = to_markdown(table)
+    notes = comparison_notes(summary, pairs)
+    markdown = to_markdown(table) + (f"\n{notes}" if notes else "")
     paths = {
         "md": folder / "table.md", "tex": folder / "table.tex", "csv": folder / "table.csv",
         "runs": folder / "runs.csv", "png": folder / "accuracy.png", "readme": folder / "README.md",
@@ -158,40 +333,51 @@ def write_report(tidy: pd.DataFrame, folder: Path, sweep: str, command: str) -> 
     paths["md"].write_text(markdown)
     paths["tex"].write_text(to_latex(table))
     summary.to_csv(paths["csv"], index=False)
-    tidy.sort_values(["method", "n_labels", "seed"]).to_csv(paths["runs"], index=False)
+    kept, _ = deduplicate(tidy)
+    runs = tidy.assign(kept=tidy.index.isin(kept.index)).drop(columns=["method", "setting"])
+    runs.sort_values(["row", "n_labels", "seed", "start"]).to_csv(paths["runs"], index=False)
     accuracy_plot(summary, paths["png"], f"sweep {sweep}: test accuracy vs labels")
     paths["readme"].write_text(
         f"# Sweep `{sweep}`\n\n"
-        f"Test accuracy (%), mean ± std over seeds, n = number of seeds.\n\n{markdown}\n"
+        "Test accuracy (%), mean ± std over seeds, n = number of distinct seeds (one run per "
+        "setting and seed). A row is one setting: runs that differ in anything but the seed "
+        f"are different rows.\n\n{markdown}\n"
         f"![test accuracy against labeled count](accuracy.png)\n\n"
-        f"- runs: {len(tidy)} FINISHED jobs\n"
-        f"- made by: `{command}`\n"
-        f"- date: {datetime.date.today().isoformat()}\n"
-        f"- commit: {_git_commit()}\n"
+        f"{provenance_notes(tidy, sweep_commands or [], command)}"
     )
     return list(paths.values())
 
 
 def main(argv: list[str] | None = None) -> int:
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from tiedae.config import CONFIG_DIR, PROJECT_ROOT
-    from tiedae.tracking import Tracker, TrackingError, TrackingSettings
+    from tiedae.tracking import SWEEP_COMMANDS, Tracker, TrackingError, TrackingSettings
 
     parser = argparse.ArgumentParser(prog="tiedae-table", description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", help="sweep name (default: the latest sweep)")
+    parser.add_argument(
+        "--sweep", help="sweep name (default: sweep.name of the overrides, else the latest)"
+    )
     parser.add_argument("--out", type=Path, help="folder (default: experiments/<sweep>)")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. tracking=server")
+    parser.add_argument(
+        "overrides", nargs="*",
+        help="the sweep's overrides, e.g. experiment=benchmark tracking=server (grids ignored)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    # A sweep's own command line works here too: its grids (a=1,2) are dropped, the rest
+    # (experiment, sweep.name, tracking) say which sweep and which store.
+    parsed = OverridesParser.create().parse_overrides(args.overrides)
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=args.overrides)
+        cfg = compose("config", overrides=plain)
     try:
         tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
     except TrackingError as error:
         print(f"tiedae-table: error: {error}", file=sys.stderr)
         return 2
     sweeps = tracker.sweep_names()
-    sweep = args.sweep or (sweeps[0] if sweeps else None)
+    sweep = args.sweep or cfg.sweep.get("name") or (sweeps[0] if sweeps else None)
     if sweep is None or sweep not in sweeps:
         known = ", ".join(dict.fromkeys(sweeps)) or "none yet; run make sweep"
         print(f"tiedae-table: error: no sweep named {sweep!r}; known: {known}", file=sys.stderr)
@@ -201,16 +387,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tiedae-table: error: sweep {sweep!r} has no FINISHED runs yet", file=sys.stderr)
         return 2
     folder = args.out or PROJECT_ROOT / "experiments" / sweep
-    command = "make table" + (f" SWEEP={args.sweep}" if args.sweep else "")
-    paths = write_report(tidy, folder, sweep, command)
+    command = " ".join(["python -m tiedae.report", *(argv if argv is not None else sys.argv[1:])])
     parent = tracker.sweep_parent(sweep, create=False)
+    commands = tracker.run_tags(parent).get(SWEEP_COMMANDS, "").splitlines() if parent else []
+    paths = write_report(tidy, folder, sweep, command, commands)
     if parent:
         from tiedae.tracking import RunLog
 
         report_log = RunLog(tracker.client, parent)
         for path in paths:
             report_log.log_artifact(path, "report")
-    print(f"sweep {sweep}: {len(tidy)} runs; test accuracy (%), mean ± std over seeds\n")
+    n_kept = len(deduplicate(tidy)[0])
+    print(f"sweep {sweep}: {n_kept} runs; test accuracy (%), mean ± std over seeds\n")
     print((folder / "table.md").read_text())
     print(f"written to {folder}")
     return 0

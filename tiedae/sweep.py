@@ -60,6 +60,7 @@ class SweepParentCallback(Callback):
             log.info("marked %d runs of dead processes KILLED", len(killed))
         self.parent = self.tracker.sweep_parent(name)
         self.tracker.set_status(self.parent, "RUNNING")
+        self.tracker.record_sweep_start(self.parent, " ".join(["tiedae", *sys.argv[1:]]))
         self._signals.enter_context(sigterm_as_keyboard_interrupt())
         atexit.register(self._close_stopped_sweep)
         log.info("sweep %s: parent run %s", name, self.parent)

@@ -51,6 +51,8 @@ SWEEP = "tiedae.sweep"
 RUN_KEY = "tiedae.run_key"
 PRETRAIN_KEY = "tiedae.pretrain_key"
 HOST, PID = "tiedae.host", "tiedae.pid"
+SWEEP_STARTED = "tiedae.sweep_started_ms"  # on a sweep's parent: when it was last started
+SWEEP_COMMANDS = "tiedae.commands"  # on a sweep's parent: the command lines that ran it
 PARENT = "mlflow.parentRunId"
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows on the experiment page
@@ -375,21 +377,40 @@ class Tracker:
         )
         return runs[0].info.run_id if runs else None
 
+    def latest_finished(self, role: str, run_name: str, sweep: str | None = None):
+        """The newest FINISHED run of ``role`` named ``run_name`` (in ``sweep``): (id, tags)."""
+        name = run_name.replace("'", "\\'")
+        where = f"tags.`{ROLE}` = '{role}' and attributes.run_name = '{name}'"
+        if sweep:
+            where += f" and tags.`{SWEEP}` = '{sweep}'"
+        runs = self._search(where + " and attributes.status = 'FINISHED'", max_results=1)
+        return (runs[0].info.run_id, dict(runs[0].data.tags)) if runs else None
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
     # --- the pretraining cache -----------------------------------------------------------
 
     def find_pretrained(
-        self, key: str, name: str, legacy_artifact: str, destination: Path
+        self,
+        key: str,
+        name: str,
+        legacy_artifact: str,
+        destination: Path,
+        newer_than: int | None = None,
     ) -> tuple[str, Path] | None:
         """Download the model of the newest FINISHED pretraining run for ``key``: (run id,
         local path). The path is an MLflow model folder (the run's logged model ``name``) or,
         for runs made before models were logged, the ``.keras`` file ``legacy_artifact``.
 
         Only FINISHED runs count: a run killed while writing its weights never finishes, so a
-        half-written entry is never loaded.
+        half-written entry is never loaded. ``newer_than`` (ms since the epoch): only runs
+        started at or after it (``force=true``: only what this sweep trained).
         """
+        since = f" and attributes.start_time >= {int(newer_than)}" if newer_than else ""
         runs = self._search(
             f"tags.`{PRETRAIN_KEY}` = '{key}' and tags.`{ROLE}` = 'pretrain' "
-            f"and attributes.status = 'FINISHED'"
+            f"and attributes.status = 'FINISHED'{since}"
         )
         for run in runs:
             run_id = run.info.run_id
@@ -508,6 +529,15 @@ class Tracker:
             # Not left RUNNING: the multirun callback marks it RUNNING while the sweep runs.
             self.client.set_terminated(run.info.run_id, "FINISHED")
             return run.info.run_id
+
+    def record_sweep_start(self, parent: str, command: str) -> None:
+        """Note on the parent when the sweep started (now) and the command that started it."""
+        commands = self.run_tags(parent).get(SWEEP_COMMANDS, "").splitlines()
+        if command not in commands:
+            commands.append(command)
+        RunLog(self.client, parent).set_tags(
+            {SWEEP_STARTED: int(time.time() * 1000), SWEEP_COMMANDS: "\n".join(commands)[-5000:]}
+        )
 
     def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
         """Set a run's status; RUNNING also records this process as its owner (host, pid)."""

@@ -1,0 +1,101 @@
+"""The sweep table from runs as mlflow.search_runs gives them: one cell per setting and
+labeled count, n = distinct seeds, rows named by what differs, scratch rows matched."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tiedae.report import (
+    accuracy_table,
+    deduplicate,
+    scratch_rows,
+    summarize,
+    tidy_runs,
+    write_report,
+)
+
+WIDE = {"model.sizes": "[500, 200]", "model.kernel_initializer": "lecun_normal"}
+
+
+def job(method: str, seed: int, accuracy: float, n: int = 100, minute: int = 0, **params):
+    """One row of mlflow.search_runs' frame for a FINISHED job."""
+    base = {
+        "model.sizes": "[100, 30]", "model.activation": "selu", "model.tied": "True",
+        "model.kernel_initializer": "glorot_uniform", "pretrain.name": "none",
+        "classifier.kind": "keras", "classifier.name": "finetune", "classifier.epochs": "100",
+        "classifier.patience": "5", "classifier.batch_size": "32",
+        "classifier.optimizer": "nadam", "classifier.learning_rate": "0.001",
+        "data.name": "digits", "runtime.threads": "1", "force": "False",
+    }  # fmt: skip
+    row = {f"params.{k}": v for k, v in {**base, **params}.items()}
+    row.update({
+        "params.seed": str(seed), "params.labels.n": str(n), "params.labels.count": str(n),
+        "tags.method": method, "metrics.test/accuracy": accuracy,
+        "run_id": f"{method}-{seed}-{n}-{minute}",
+        "start_time": pd.Timestamp("2026-11-28 10:00", tz="UTC") + pd.Timedelta(minutes=minute),
+        "tags.tiedae.git.commit": "abc1234", "tags.tiedae.git.dirty": "false",
+        "tags.tiedae.code.source": "s1", "tags.tiedae.data.digest": "d1",
+    })  # fmt: skip
+    return row
+
+
+def test_a_rerun_of_one_seed_keeps_the_newest_and_does_not_change_n(tmp_path):
+    frame = pd.DataFrame([
+        job("scratch", 1, 0.70), job("scratch", 2, 0.72),
+        job("scratch", 1, 0.90, minute=5, **{"runtime.threads": "2", "force": "True"}),
+    ])  # fmt: skip
+    tidy = tidy_runs(frame)
+    summary = summarize(tidy)
+    [cell] = summary.itertuples()
+    assert (cell.n, cell.duplicates) == (2, 1)
+    assert cell.mean == pytest.approx((0.90 + 0.72) / 2)  # the rerun (newest) replaced seed 1
+    kept, dropped = deduplicate(tidy)
+    assert list(dropped["accuracy"]) == [0.70]
+    write_report(tidy, tmp_path, "t", "python -m tiedae.report", ["tiedae experiment=t"])
+    readme = (tmp_path / "README.md").read_text()
+    assert "1 older runs" in readme and "`tiedae experiment=t`" in readme
+    assert "abc1234 (2 runs)" in readme and "2026-11-28 10:00 to 2026-11-28 10:05" in readme
+
+
+def test_different_settings_under_one_method_name_are_different_rows_named_by_the_difference():
+    frame = pd.DataFrame([
+        job("scratch[500]", 1, 0.7, **{"model.sizes": "[500]"}),
+        job("scratch[500]", 1, 0.8, **{"model.sizes": "[500]",
+                                       "model.kernel_initializer": "lecun_normal"}),
+        job("scratch[500]", 2, 0.9, **{"model.sizes": "[500]", "classifier.patience": "10"}),
+    ])  # fmt: skip
+    summary = summarize(tidy_runs(frame))
+    assert len(summary) == 3 and set(summary["n"]) == {1}
+    assert "scratch[500] (classifier.patience=10, model.kernel_initializer=glorot_uniform)" in set(
+        summary["row"]
+    )
+    cells = accuracy_table(summary).to_numpy().ravel()
+    assert all("±" not in cell and cell.endswith("(n=1)") for cell in cells)
+
+
+def test_runs_of_other_code_or_data_are_other_rows():
+    frame = pd.DataFrame([
+        job("scratch", 1, 0.7), job("scratch", 2, 0.7, **{}),
+    ])  # fmt: skip
+    frame.loc[1, "tags.tiedae.code.source"] = "s2"
+    assert set(summarize(tidy_runs(frame))["row"]) == {"scratch (code=s1)", "scratch (code=s2)"}
+
+
+def test_each_pretrained_row_names_the_scratch_row_with_its_architecture_and_schedule(tmp_path):
+    greedy = {**WIDE, "pretrain.name": "greedy", "classifier.name": "gradual"}
+    frame = pd.DataFrame([
+        job("scratch", 1, 0.70), job("scratch[500,200]", 1, 0.75, **WIDE),
+        job("tied[500,200]-greedy-gradual", 1, 0.78, **greedy),
+        job("tied-autoencoder-frozen", 1, 0.6, **{"pretrain.name": "autoencoder",
+                                                   "classifier.patience": "7"}),
+    ])  # fmt: skip
+    tidy = tidy_runs(frame)
+    assert scratch_rows(tidy) == {
+        "tied[500,200]-greedy-gradual": "scratch[500,200]",
+        "tied-autoencoder-frozen": "none in this sweep",  # its patience differs from scratch's
+    }
+    write_report(tidy, tmp_path, "t", "python -m tiedae.report")
+    table = (tmp_path / "table.md").read_text()
+    assert "`tied[500,200]-greedy-gradual` compares to `scratch[500,200]`" in table
+    assert "(difference in points: 100 labels +3.0)" in table
