@@ -82,6 +82,8 @@ def _fit_gradually(
         settings, _shifted(on_epoch_end, offset),
     )  # fmt: skip
     history = History(epochs=head.epochs + tuned.epochs, seconds=head.seconds + tuned.seconds)
+    if tuned.best_epoch is None:  # a fixed epoch budget (no validation): keep the last weights
+        return history
     if _best_val_loss(tuned) < _best_val_loss(head):
         history.best_epoch = offset + tuned.best_epoch
     else:  # unfreezing did not help on validation: keep the frozen phase's best

@@ -5,23 +5,32 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from tiedae import config as C
 from tiedae.baselines import run_baseline
 from tiedae.classify import evaluate_on_test, train_classifier
-from tiedae.data import Splits, labeled_count, load_dataset, stratified_subset
+from tiedae.data import (
+    LabeledView,
+    Splits,
+    labeled_count,
+    labeled_view,
+    load_dataset,
+    pretraining_view,
+    stratified_subset,
+)
 from tiedae.pretrain import (
     PRETRAINED_ARTIFACT,
     pretrain_autoencoder,
     pretrain_greedy,
     pretrained_layers,
 )
+from tiedae.probes import log_probes
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import (
     PRETRAIN_KEY,
@@ -102,6 +111,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
         ROLE: "job", RUN_KEY: run_key, "method": C.method_name(cfg), "dataset": splits.name,
         "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
         "pretrained": C.is_pretrained(cfg), "labels": C.labels_label(cfg), "seed": cfg.seed,
+        "protocol": C.protocol_name(cfg),
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
@@ -119,28 +129,38 @@ def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLo
     and log its test metrics: the one place the two kinds part ways."""
     n_labeled = check_labels_fit(cfg, splits)
     labeled = stratified_subset(splits.y_train, n_labeled, cfg.seed)
-    run.log_params({"labels.n": n_labeled})
+    view = labeled_view(splits, labeled, cfg.protocol, cfg.seed)
+    run.log_params({"labels.n": n_labeled, "labels.n_valid": _n_valid(view)})
+    run.set_tags({"protocol.validation": view.validation})
     train = _train_baseline if C.is_sklearn(cfg) else _train_network
-    results = train(cfg, splits, labeled, tracker, run)
+    results = train(cfg, splits, view, tracker, run)
     run.log_metrics(results)
     return results
 
 
+def _n_valid(view: LabeledView) -> int:
+    """How many labeled images validate: 0 under a fixed epoch budget."""
+    return 0 if view.validation == "fixed_epochs" else len(view.splits.y_valid)
+
+
 def _train_network(
-    cfg: DictConfig, splits: Splits, labeled: np.ndarray, tracker: Tracker, run: RunLog
+    cfg: DictConfig, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
 ) -> dict[str, float]:
     pretrained = None
     if C.is_pretrained(cfg):
         pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
+    settings = fit_settings(cfg, cfg.classifier, cfg.classifier.patience)
+    if view.fixed_epochs:  # too few labels to validate: a fixed budget, no early stopping
+        settings = replace(settings, epochs=view.fixed_epochs, patience=None)
     classifier, history = train_classifier(
-        splits, labeled, cfg.model, cfg.classifier,
-        fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
+        view.splits, view.labeled, cfg.model, cfg.classifier, settings,
         pretrained=pretrained, reuse=C.reuse_layers(cfg),
         on_epoch_end=epoch_logger(run, "clf"),
     )  # fmt: skip
     test = evaluate_on_test(classifier, splits, cfg.runtime.validation_batch_size)
     results = {f"test/{name}": value for name, value in test.items()}
-    results["clf/best_val_accuracy"] = history.epochs[history.best_epoch]["val_accuracy"]
+    if history.best_epoch is not None:
+        results["clf/best_val_accuracy"] = history.epochs[history.best_epoch]["val_accuracy"]
     results["params/classifier"] = classifier.count_params()
     results["params/classifier_trainable"] = sum(
         int(v.numpy().size) for v in classifier.trainable_variables
@@ -151,11 +171,14 @@ def _train_network(
 
 
 def _train_baseline(
-    cfg: DictConfig, splits: Splits, labeled: np.ndarray, tracker: Tracker, run: RunLog
+    cfg: DictConfig, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
 ) -> dict[str, float]:
-    baseline = run_baseline(splits, labeled, cfg.classifier, cfg.seed)
+    baseline = run_baseline(
+        view.splits, view.labeled, cfg.classifier, cfg.seed, choose=view.fixed_epochs is None
+    )
     results = {f"test/{name}": value for name, value in baseline.test.items()}
-    results["clf/best_val_accuracy"] = baseline.val_accuracy
+    if baseline.val_accuracy is not None:
+        results["clf/best_val_accuracy"] = baseline.val_accuracy
     results["clf/chosen_regularization"] = baseline.chosen
     results["params/classifier"] = baseline.n_parameters
     results["time/classifier_seconds"] = baseline.seconds
@@ -235,10 +258,14 @@ def autoencoder_layers(
 ) -> list[keras.layers.Dense]:  # fmt: skip
     """Pretrain (or load) the autoencoder with ``pretrain``; its encoder's Dense layers."""
     every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
+    own = pretraining_view(splits, cfg.protocol)  # the selected classes' images it may read
 
     def train(run: RunLog) -> keras.Model:
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
-        images = load_classes(cfg.data, None) if every_class else splits
+        run.set_tags({"protocol": C.protocol_name(cfg)})
+        images = own
+        if every_class:
+            images = pretraining_view(load_classes(cfg.data, None), cfg.protocol)
         run.log_params({"pretrain.n_images": len(images.x_train)})
         autoencoder, history = pretrain(
             images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
@@ -247,6 +274,7 @@ def autoencoder_layers(
         final = {f"ae/{k}": v for k, v in history.last.items()}
         run.log_metrics({**final, "time/pretrain_seconds": history.seconds})
         job.log_metrics({"time/pretrain_seconds": history.seconds})
+        log_probes(run, autoencoder.encoder, splits, own.x_valid, own.y_valid, cfg)
         return autoencoder
 
     key = C.settings_key(C.pretrain_settings(cfg))
@@ -257,7 +285,7 @@ def autoencoder_layers(
         tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True)
     )
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
-    _log_reconstructions(job, autoencoder, splits)
+    _log_reconstructions(job, autoencoder, own)
     return pretrained_layers(autoencoder)
 
 
@@ -293,7 +321,8 @@ def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Mode
 
     def train(run: RunLog) -> keras.Model:
         run.log_params({**C.flatten(C.source_settings(cfg)), "source.classes": classes})
-        source = load_classes(cfg.data, classes)
+        run.set_tags({"protocol": C.protocol_name(cfg)})
+        source = pretraining_view(load_classes(cfg.data, classes), cfg.protocol)
         model, history = train_source_classifier(
             source, cfg.model, cfg.pretrain,
             fit_settings(cfg, cfg.pretrain, cfg.pretrain.patience), _fan_out(job, run, "source"),

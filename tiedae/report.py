@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tiedae import stats  # noqa: E402
+
 METHOD_ORDER = ("scratch",)  # first rows; the rest follow alphabetically
 
 
@@ -43,7 +45,8 @@ def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
 
 
 def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """mlflow.search_runs output -> one row per run: method, n_labels, seed, accuracy."""
+    """mlflow.search_runs output -> one row per run: method, n_labels, seed, accuracy, protocol
+    (runs from before protocols existed: oracle), pretrained."""
     if runs.empty:
         return pd.DataFrame(columns=["method", "n_labels", "seed", "accuracy"])
     return pd.DataFrame(
@@ -52,6 +55,8 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
             "n_labels": pd.to_numeric(runs["params.labels.n"]).astype(int),
             "seed": pd.to_numeric(runs["params.seed"]).astype(int),
             "accuracy": pd.to_numeric(runs["metrics.test/accuracy"]),
+            "protocol": runs.get("tags.protocol", pd.Series("oracle", runs.index)).fillna("oracle"),
+            "pretrained": runs.get("tags.pretrained", pd.Series(None, runs.index)),
         }
     ).dropna(subset=["accuracy"])
 
@@ -144,24 +149,28 @@ def _git_commit() -> str:
 
 
 def write_report(tidy: pd.DataFrame, folder: Path, sweep: str, command: str) -> list[Path]:
-    """Write table.{md,tex,csv}, runs.csv, accuracy.png and README.md into ``folder``."""
+    """Write table.{md,tex,csv}, runs.csv, accuracy.png, significance.csv, payoff.png and
+    README.md into ``folder``; the Markdown and LaTeX tables carry tiedae.stats's marks."""
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarize(tidy)
     table = accuracy_table(summary)
-    markdown = to_markdown(table)
+    marked = stats.write_statistics(tidy, folder, f"sweep {sweep}: gain over scratch")
+    markdown = marked["md"] if len(table) else to_markdown(table)
     paths = {
         "md": folder / "table.md", "tex": folder / "table.tex", "csv": folder / "table.csv",
         "runs": folder / "runs.csv", "png": folder / "accuracy.png", "readme": folder / "README.md",
+        "significance": marked["csv"], "payoff": marked["png"],
     }  # fmt: skip
     paths["md"].write_text(markdown)
-    paths["tex"].write_text(to_latex(table))
+    paths["tex"].write_text(marked["tex"] if len(table) else to_latex(table))
     summary.to_csv(paths["csv"], index=False)
     tidy.sort_values(["method", "n_labels", "seed"]).to_csv(paths["runs"], index=False)
     accuracy_plot(summary, paths["png"], f"sweep {sweep}: test accuracy vs labels")
     paths["readme"].write_text(
         f"# Sweep `{sweep}`\n\n"
-        f"Test accuracy (%), mean ± std over seeds, n = number of seeds.\n\n{markdown}\n"
+        f"{stats.LEGEND} Every comparison: `significance.csv`.\n\n{markdown}\n"
         f"![test accuracy against labeled count](accuracy.png)\n\n"
+        f"![difference from scratch with its 95% interval](payoff.png)\n\n"
         f"- runs: {len(tidy)} FINISHED jobs\n"
         f"- made by: `{command}`\n"
         f"- date: {datetime.date.today().isoformat()}\n"
