@@ -104,7 +104,6 @@ def finite_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
 # method, overrides, the validation the run must report
 CASES = [
     ("tied_frozen", ["labels.count=60", "probes.counts=[20,100]"], "budget"),
-    ("scratch", ["labels.count=60"], "budget"),
     ("logreg_pixels", ["labels.count=60"], "budget"),
     ("tied_greedy_gradual", ["labels.count=15", "classifier.frozen_epochs=2",
                              "protocol.fixed_epochs=2"], "fixed_epochs"),
@@ -112,6 +111,7 @@ CASES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_budget_never_reads_the_validation_split_and_pairs_methods(monkeypatch, shared_store):
     """The dataset's validation split is poisoned: any read fails the run. Every pretraining
     kind, the fixed-epoch fallback with the gradual schedule, and a scikit-learn baseline run
@@ -145,14 +145,15 @@ def test_budget_never_reads_the_validation_split_and_pairs_methods(monkeypatch, 
         metrics = finite_metrics(client, job.info.run_id)
         assert ("clf/best_val_accuracy" in metrics) == (validation == "budget")
     [(labeled, valid), *others] = seen[("digits", 10, 60)]
-    assert len(others) == 2 and len(valid) >= 10
+    assert len(others) == 1 and len(valid) >= 10  # a network and a scikit-learn baseline
     for other_labeled, other_valid in others:
         np.testing.assert_array_equal(other_labeled, labeled)
         np.testing.assert_array_equal(other_valid, valid)
-    check_probes(client, "pretrain tied-autoencoder seed=42")
+    check_probes(client, "pretrain tied-autoencoder seed=42", counts=(20, 100))
+    check_probes(client, "pretrain transfer source classes=0,1,2,3,4 seed=42", counts=(50,))
 
 
-def check_probes(client: MlflowClient, name: str) -> None:
+def check_probes(client: MlflowClient, name: str, counts: tuple[int, ...]) -> None:
     [pretraining] = client.search_runs(
         [client.get_experiment_by_name("tiedae").experiment_id],
         f"tags.`tiedae.role` = 'pretrain' and tags.`mlflow.runName` = '{name}'",
@@ -160,10 +161,10 @@ def check_probes(client: MlflowClient, name: str) -> None:
     assert pretraining.data.tags["protocol"] == "budget"
     metrics = finite_metrics(client, pretraining.info.run_id)
     for kind in ("knn", "logreg"):
-        for count in (20, 100):
-            assert 0.2 < metrics[f"probe/{kind}_accuracy_n{count}"] <= 1.0  # chance is 0.1
+        for count in counts:
+            assert 0.25 < metrics[f"probe/{kind}_accuracy_n{count}"] <= 1.0  # chance: 0.1-0.2
         steps = client.get_metric_history(pretraining.info.run_id, f"probe/{kind}_accuracy")
-        assert sorted(m.step for m in steps) == [20, 100]
+        assert sorted(m.step for m in steps) == list(counts)
     artifacts = {f.path for f in client.list_artifacts(pretraining.info.run_id)}
     assert "codes_pca.png" in artifacts
 

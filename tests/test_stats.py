@@ -98,5 +98,6 @@ def test_protocols_compare_within_themselves_and_the_report_writes_everything(tm
     assert {"significance.csv", "payoff.png", "table.md", "table.tex"} <= names
     table = (tmp_path / "table.md").read_text()
     assert "gain [budget]" in table and "gain [oracle]" in table
+    assert "gain [oracle]" in (tmp_path / "table.csv").read_text()  # not averaged together
     csv = pd.read_csv(tmp_path / "significance.csv")
     assert len(csv) == len(comparisons)

@@ -333,6 +333,10 @@ def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Mode
             {"time/pretrain_seconds": history.seconds, "source/n_images": len(source.x_train)}
         )
         job.log_metrics({"time/pretrain_seconds": history.seconds})
+        target = load_dataset(cfg.data)  # the probes ask how well its codes serve the target
+        held_out = pretraining_view(target, cfg.protocol)
+        codes = keras.Model(model.inputs, model.layers[-2].output)  # below the output head
+        log_probes(run, codes, target, held_out.x_valid, held_out.y_valid, cfg)
         return model
 
     key = C.settings_key(C.source_settings(cfg))

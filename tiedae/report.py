@@ -152,9 +152,10 @@ def write_report(tidy: pd.DataFrame, folder: Path, sweep: str, command: str) -> 
     """Write table.{md,tex,csv}, runs.csv, accuracy.png, significance.csv, payoff.png and
     README.md into ``folder``; the Markdown and LaTeX tables carry tiedae.stats's marks."""
     folder.mkdir(parents=True, exist_ok=True)
+    marked = stats.write_statistics(tidy, folder, f"sweep {sweep}: gain over scratch")
+    tidy = stats.protocol_rows(tidy)
     summary = summarize(tidy)
     table = accuracy_table(summary)
-    marked = stats.write_statistics(tidy, folder, f"sweep {sweep}: gain over scratch")
     markdown = marked["md"] if len(table) else to_markdown(table)
     paths = {
         "md": folder / "table.md", "tex": folder / "table.tex", "csv": folder / "table.csv",

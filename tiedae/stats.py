@@ -139,6 +139,15 @@ def _row_label(protocol: str, method: str, several: bool) -> str:
     return f"{method} [{protocol}]" if several and protocol else method
 
 
+def protocol_rows(tidy: pd.DataFrame) -> pd.DataFrame:
+    """``tidy`` with methods named ``method [protocol]`` when it mixes protocols (for tables and
+    plots that group by method alone); unchanged otherwise."""
+    if "protocol" not in tidy or tidy["protocol"].nunique() < 2:
+        return tidy
+    labels = [_row_label(p, m, True) for p, m in zip(tidy["protocol"], tidy["method"], strict=True)]
+    return tidy.assign(method=labels)
+
+
 def _row_order(methods: Iterable[str], reference: str) -> list[str]:
     methods = list(dict.fromkeys(methods))
     return [m for m in methods if m == reference] + sorted(m for m in methods if m != reference)
@@ -191,17 +200,18 @@ def _cell_text(cell, latex: bool) -> str:
     if not isinstance(cell, dict):
         return "--" if latex else "—"
     number = f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
+    seeds = f" (n={cell['n']})"
     if latex:
         number = number.replace("±", r"$\pm$")
         number = rf"\textbf{{{number}}}" if cell["best"] else number
         marks = cell["marks"].replace(GAIN, r"\dag ").replace(LOSS, r"\ddag ").strip()
-        return number + (rf"$^{{\text{{{marks}}}}}$" if marks else "")
+        return number + (rf"$^{{\text{{{marks}}}}}$" if marks else "") + seeds
     number = f"**{number}**" if cell["best"] else number
-    return number + (f" {cell['marks']}" if cell["marks"] else "")
+    return number + (f" {cell['marks']}" if cell["marks"] else "") + seeds
 
 
 LEGEND = (
-    "Test accuracy (%), mean ± std over seeds; **bold**: best mean of the column. "
+    "Test accuracy (%), mean ± std over seeds (n = number of seeds); **bold**: best mean of the column. "
     f"{GAIN}: significant gain, {LOSS}: significant loss (paired t-test over seeds, "
     f"Holm–Bonferroni across the table, α = {ALPHA}); s: against scratch, b: against the "
     "strongest baseline without pretraining at that count."
