@@ -175,3 +175,19 @@ def test_oracle_reads_the_validation_split_so_the_poison_above_bites(monkeypatch
     assert cfg.protocol.name == "oracle"  # the default: today's behaviour
     with pytest.raises(AssertionError, match="validation split was read"):
         pipeline.run_experiment(cfg)
+
+
+def test_protocol_is_validated_and_part_of_the_keys_that_it_changes():
+    from tiedae.config import ConfigError, pretrain_settings, run_settings, settings_key, validate
+
+    with pytest.raises(ConfigError, match=r"protocol.valid_fraction=1.5 must be a number in \(0"):
+        validate(make_config("protocol=budget", "protocol.valid_fraction=1.5"))
+    with pytest.raises(ConfigError, match="protocol='nope' is unknown; allowed: oracle, budget"):
+        validate(make_config("protocol.name=nope"))
+    oracle, budget = make_config(), make_config("protocol=budget")
+    wider = make_config("protocol=budget", "protocol.valid_fraction=0.3")
+    key = lambda settings, cfg: settings_key(settings(cfg))  # noqa: E731
+    assert "protocol" not in run_settings(oracle)  # oracle keeps the keys of earlier runs
+    assert key(pretrain_settings, budget) != key(pretrain_settings, oracle)  # holds images out
+    assert key(pretrain_settings, budget) == key(pretrain_settings, wider)  # same autoencoder
+    assert key(run_settings, budget) != key(run_settings, wider)

@@ -353,14 +353,18 @@ def pretrain_settings(cfg: DictConfig) -> dict[str, Any]:
         "pretrain": _without(plain["pretrain"], "cache"),  # how it is obtained, not what it is
         "seed": plain["seed"],
     }
-    return {**settings, **protocol_settings(plain)}
+    return {**settings, **protocol_settings(plain, ("name", "pretrain_holdout"))}
 
 
-def protocol_settings(plain: Mapping[str, Any]) -> dict[str, Any]:
-    """The protocol, for keys: budget runs read other images; oracle keeps the keys runs had
-    before protocols existed (their caches and FINISHED jobs stay valid)."""
+def protocol_settings(
+    plain: Mapping[str, Any], keys: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """The protocol (only ``keys`` of it, if given), for keys: budget runs read other images;
+    oracle keeps the keys runs had before protocols existed (caches, FINISHED jobs stay valid)."""
     protocol = plain.get("protocol") or {"name": "oracle"}
-    return {} if protocol["name"] == "oracle" else {"protocol": protocol}
+    if protocol["name"] == "oracle":
+        return {}
+    return {"protocol": {k: v for k, v in protocol.items() if keys is None or k in keys}}
 
 
 def protocol_name(cfg: DictConfig) -> str:
@@ -389,6 +393,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         **pretrain_settings(cfg),
         "classifier": _without(plain["classifier"], "name"),
         "labels": plain["labels"],
+        **protocol_settings(plain),
     }
     if is_sklearn(cfg):  # here the name is the estimator
         settings["classifier"] = plain["classifier"]

@@ -211,7 +211,8 @@ def _cell_text(cell, latex: bool) -> str:
 
 
 LEGEND = (
-    "Test accuracy (%), mean ± std over seeds (n = number of seeds); **bold**: best mean of the column. "
+    "Test accuracy (%), mean ± std over seeds (n = number of seeds); **bold**: best mean of "
+    "the column. "
     f"{GAIN}: significant gain, {LOSS}: significant loss (paired t-test over seeds, "
     f"Holm–Bonferroni across the table, α = {ALPHA}); s: against scratch, b: against the "
     "strongest baseline without pretraining at that count."
