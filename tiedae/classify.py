@@ -26,7 +26,8 @@ def train_classifier(
     reuse: int | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> tuple[keras.Sequential, History]:
-    """Train on the labeled indices only, early-stopping on the validation set.
+    """Train on the labeled indices only, early-stopping on ``splits``' validation set (the
+    protocol's: see tiedae.data.labeled_view; patience=None: a fixed number of epochs).
 
     With ``pretrained`` layers, the lowest ``reuse`` hidden layers start from them and are
     frozen when ``classifier.freeze``; with ``classifier.frozen_epochs`` they are frozen for
@@ -77,6 +78,8 @@ def _fit_gradually(
         settings, _shifted(on_epoch_end, offset),
     )  # fmt: skip
     history = History(epochs=head.epochs + tuned.epochs, seconds=head.seconds + tuned.seconds)
+    if tuned.best_epoch is None:  # a fixed epoch budget (no validation): keep the last weights
+        return history
     if _best_val_loss(tuned) < _best_val_loss(head):
         history.best_epoch = offset + tuned.best_epoch
     else:  # unfreezing did not help on validation: keep the frozen phase's best

@@ -34,6 +34,7 @@ MODEL_URI_SCHEMES = ("runs:/", "models:/")
 CLASSIFIER_KINDS = ("keras", "sklearn")
 SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
 SKLEARN_FEATURES = ("pixels", "pca")
+PROTOCOLS = ("oracle", "budget")
 DEFAULT_SIZES = (100, 30)  # the seed's encoder; other widths show in the method's name
 CONV_DEFAULT_SHAPE = (32, 64, 128, "|", 128)  # conf/model/conv_tied.yaml's filters | sizes
 
@@ -119,6 +120,7 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.pretrain.name == "transfer":
         _validate_transfer(problems, cfg.pretrain, cfg.data.get("classes"), n_classes(cfg))
+    _validate_protocol(problems, cfg.get("protocol"))
     kind = cfg.classifier.get("kind", "keras")
     _one_of(problems, "classifier.kind", kind, CLASSIFIER_KINDS)
     if kind == "sklearn":
@@ -143,6 +145,18 @@ def _validate_labels(problems: list[str], labels: DictConfig) -> None:
         problems.append(f"labels.fraction={fraction!r} must be in (0, 1]")
     if count is not None and count != "all" and (not _is_int(count) or count < 1):
         problems.append(f"labels.count={count!r} must be a positive integer or 'all'")
+
+
+def _validate_protocol(problems: list[str], protocol: DictConfig | None) -> None:
+    name = protocol.get("name") if protocol is not None else None
+    _one_of(problems, "protocol", name, PROTOCOLS)
+    if name != "budget":
+        return
+    for key in ("valid_fraction", "pretrain_holdout"):
+        value = protocol.get(key)
+        if not _is_number(value) or not 0 < value < 1:
+            problems.append(f"protocol.{key}={value!r} must be a number in (0, 1)")
+    _positive_int(problems, "protocol.fixed_epochs", protocol.get("fixed_epochs"))
 
 
 def _validate_model(problems: list[str], model: DictConfig) -> None:
@@ -434,13 +448,29 @@ def pretrain_settings(cfg: DictConfig) -> dict[str, Any]:
     """What the autoencoder depends on: data (its settings and identity), model, pretraining,
     seed and the code's identity — nothing else."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    return {
+    settings = {
         "data": _without(plain["data"], "dir"),
         "model": _without(plain["model"], "name"),
         "pretrain": _without(plain["pretrain"], "cache"),  # how it is obtained, not what it is
         "seed": plain["seed"],
         **provenance(cfg),
     }
+    return {**settings, **protocol_settings(plain, ("name", "pretrain_holdout"))}
+
+
+def protocol_settings(
+    plain: Mapping[str, Any], keys: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """The protocol (only ``keys`` of it, if given), for keys: budget runs read other images;
+    oracle keeps the keys runs had before protocols existed (caches, FINISHED jobs stay valid)."""
+    protocol = plain.get("protocol") or {"name": "oracle"}
+    if protocol["name"] == "oracle":
+        return {}
+    return {"protocol": {k: v for k, v in protocol.items() if keys is None or k in keys}}
+
+
+def protocol_name(cfg: DictConfig) -> str:
+    return cfg.get("protocol", {}).get("name", "oracle")
 
 
 def key_parts(settings: Mapping[str, Any]) -> dict[str, str]:
@@ -482,6 +512,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         **pretrain_settings(cfg),
         "classifier": _without(plain["classifier"], "name"),
         "labels": plain["labels"],
+        **protocol_settings(plain),
     }
     if is_sklearn(cfg):  # here the name is the estimator
         settings["classifier"] = plain["classifier"]

@@ -635,3 +635,82 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
         for cls, take in zip(classes, quota, strict=True)
     ]
     return np.sort(np.concatenate(chosen))
+
+
+# --- the validation protocol -------------------------------------------------------------
+
+
+def budget_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split labeled examples into (train, valid) positions: ``fraction`` of each class, at least
+    one, goes to validation, and at least one stays for training.
+
+    Positions index ``labels`` (the labeled few, not the whole training set). Seeded and
+    stratified: the same labels and seed give the same split, whatever method asks. Raises
+    ValueError when a class has fewer than 2 examples: nothing to split.
+    """
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(f"class {classes[counts.argmin()]} has {counts.min()} labeled example(s)")
+    rng = np.random.default_rng([seed, len(labels)])  # not the stream stratified_subset used
+    valid = []
+    for cls, count in zip(classes, counts, strict=True):
+        take = min(count - 1, max(1, round(fraction * count)))
+        valid.append(rng.permutation(np.flatnonzero(labels == cls))[:take])
+    valid_positions = np.sort(np.concatenate(valid))
+    train_positions = np.setdiff1d(np.arange(len(labels)), valid_positions)
+    return train_positions, valid_positions
+
+
+def can_split(labels: np.ndarray) -> bool:
+    """Whether every class among ``labels`` has the 2 examples a budget split needs."""
+    return len(labels) > 0 and np.unique(labels, return_counts=True)[1].min() >= 2
+
+
+@dataclass(frozen=True)
+class LabeledView:
+    """What a classifier may read: ``splits`` (its x_valid/y_valid being the validation set to
+    use) and the indices of its training labels. ``fixed_epochs`` is set when there is no
+    validation set to stop on (then x_valid/y_valid are the training labels themselves)."""
+
+    splits: Splits
+    labeled: np.ndarray
+    validation: str  # "oracle" | "budget" | "fixed_epochs"
+    fixed_epochs: int | None = None
+    valid_indices: np.ndarray | None = None  # budget: the labeled indices that validate
+
+
+def labeled_view(splits: Splits, labeled: np.ndarray, protocol_cfg, seed: int) -> LabeledView:
+    """The classifier's view of the data under ``protocol``.
+
+    oracle: train on every labeled index, validate on the dataset's validation split.
+    budget: a stratified ``protocol.valid_fraction`` of the labeled indices is the validation
+    set; the dataset's validation split is replaced, so nothing downstream can read it. With
+    fewer than 2 labels in some class, every label trains for ``protocol.fixed_epochs``.
+    """
+    if protocol_cfg.name == "oracle":
+        return LabeledView(splits, labeled, "oracle")
+    y = splits.y_train[labeled]
+    if not can_split(y):
+        fixed = _with_validation(splits, splits.x_train[labeled], y)
+        return LabeledView(fixed, labeled, "fixed_epochs", int(protocol_cfg.fixed_epochs))
+    train, valid = budget_split(y, protocol_cfg.valid_fraction, seed)
+    budget = _with_validation(splits, splits.x_train[labeled[valid]], y[valid])
+    return LabeledView(budget, labeled[train], "budget", valid_indices=labeled[valid])
+
+
+def pretraining_view(splits: Splits, protocol_cfg) -> Splits:
+    """The images pretraining may read. Under budget a fixed stratified slice
+    (``protocol.pretrain_holdout``, seed 0) of the training images is held out of pretraining
+    and is its validation set; the dataset's validation split is not read."""
+    if protocol_cfg.name == "oracle":
+        return splits
+    size = max(1, round(protocol_cfg.pretrain_holdout * len(splits.y_train)))
+    holdout = stratified_subset(splits.y_train, size, seed=0)
+    keep = np.setdiff1d(np.arange(len(splits.y_train)), holdout)
+    view = _with_validation(splits, splits.x_train[holdout], splits.y_train[holdout])
+    return replace(view, x_train=splits.x_train[keep], y_train=splits.y_train[keep])
+
+
+def _with_validation(splits: Splits, x_valid: np.ndarray, y_valid: np.ndarray) -> Splits:
+    return replace(splits, x_valid=x_valid, y_valid=y_valid)

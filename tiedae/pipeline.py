@@ -6,6 +6,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,14 @@ from tiedae import provenance as P
 from tiedae.baselines import run_baseline
 from tiedae.classify import evaluate_on_test, evaluate_on_validation, train_classifier
 from tiedae.data import (
+    LabeledView,
     Splits,
     data_identity,
     dataset_sources,
     labeled_count,
+    labeled_view,
     load_dataset,
+    pretraining_view,
     stratified_subset,
 )
 from tiedae.objectives import check_objective, train_with_objective
@@ -32,6 +36,7 @@ from tiedae.pretrain import (
     pretrain_greedy,
     pretrained_layers,
 )
+from tiedae.probes import log_probes
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import (
     PRETRAIN_KEY,
@@ -124,6 +129,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
         "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
         "pretrained": C.is_pretrained(cfg), "labels": C.labels_label(cfg), "seed": cfg.seed,
         **provenance_tags(cfg, parts), COMMAND: P.command_line(),
+        "protocol": C.protocol_name(cfg),
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
@@ -180,59 +186,75 @@ def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLo
     and log its test metrics: the one place the two kinds part ways."""
     n_labeled = check_labels_fit(cfg, splits)
     labeled = stratified_subset(splits.y_train, n_labeled, cfg.seed)
-    run.log_params({"labels.n": n_labeled})
-    run.log_datasets(dataset_inputs(cfg.data, splits, labeled))
+    view = labeled_view(splits, labeled, cfg.protocol, cfg.seed)
+    run.log_params({"labels.n": n_labeled, "labels.n_valid": _n_valid(view)})
+    run.set_tags({"protocol.validation": view.validation})
+    run.log_datasets(dataset_inputs(cfg.data, view.splits, view.labeled))
     train = _train_baseline if C.is_sklearn(cfg) else _train_network
-    results = train(cfg, splits, labeled, tracker, run)
+    results = train(cfg, splits, view, tracker, run)
     run.log_metrics(results)
     return results
 
 
+def _n_valid(view: LabeledView) -> int:
+    """How many labeled images validate: 0 under a fixed epoch budget."""
+    return 0 if view.validation == "fixed_epochs" else len(view.splits.y_valid)
+
+
 def _train_network(
-    cfg: DictConfig, splits: Splits, labeled: np.ndarray, tracker: Tracker, run: RunLog
+    cfg: DictConfig, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
 ) -> dict[str, float]:
     pretrained = None
     if C.is_pretrained(cfg):
         pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
+    settings = fit_settings(cfg, cfg.classifier, cfg.classifier.patience)
+    if view.fixed_epochs:  # too few labels to validate: a fixed budget, no early stopping
+        settings = replace(settings, epochs=view.fixed_epochs, patience=None)
     if C.uses_objective(cfg):
-        classifier, history = _train_with_objective(cfg, splits, labeled, pretrained, run)
+        classifier, history = _train_with_objective(cfg, view, settings, pretrained, run)
     else:
         classifier, history = train_classifier(
-            splits, labeled, cfg.model, cfg.classifier,
-            fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
+            view.splits, view.labeled, cfg.model, cfg.classifier, settings,
             pretrained=pretrained, reuse=C.reuse_layers(cfg),
             on_epoch_end=epoch_logger(run, "clf"),
         )  # fmt: skip
-    # The weights kept are those of the lowest validation loss; their validation metrics,
-    # measured again, are the last points of the curves (clf/restored_val_*), so they are not
-    # mistaken for the epochs that ran after the best one.
-    restored = evaluate_on_validation(classifier, splits, cfg.runtime.validation_batch_size)
-    best = len(history.epochs) - 1 if history.best_epoch is None else history.best_epoch
-    run.log_metrics({f"clf/restored_val_{k}": v for k, v in restored.items()}, step=best)
     test = evaluate_on_test(classifier, splits, cfg.runtime.validation_batch_size)
     results = {f"test/{name}": value for name, value in test.items()}
-    results["clf/val_accuracy_at_best"] = restored["accuracy"]
-    results["clf/best_epoch"] = best
+    if history.best_epoch is not None:
+        # The weights kept are those of the lowest validation loss; their validation metrics,
+        # measured again, are the last points of the curves (clf/restored_val_*), so they are
+        # not mistaken for the epochs that ran after the best one.
+        restored = evaluate_on_validation(
+            classifier, view.splits, cfg.runtime.validation_batch_size
+        )
+        best = history.best_epoch
+        run.log_metrics({f"clf/restored_val_{k}": v for k, v in restored.items()}, step=best)
+        results["clf/val_accuracy_at_best"] = restored["accuracy"]
+        results["clf/best_epoch"] = best
     results["params/classifier"] = classifier.count_params()
     results["params/classifier_trainable"] = sum(
         int(v.numpy().size) for v in classifier.trainable_variables
     )
     results["time/classifier_seconds"] = history.seconds
-    run.log_model(classifier, CLASSIFIER_MODEL, splits.x_valid[:EXAMPLE_ROWS])
+    run.log_model(classifier, CLASSIFIER_MODEL, splits.x_train[:EXAMPLE_ROWS])
     return results
 
 
 def _train_with_objective(
-    cfg: DictConfig, splits: Splits, labeled: np.ndarray, pretrained: list | None, run: RunLog
+    cfg: DictConfig,
+    view: LabeledView,
+    settings: FitSettings,
+    pretrained: list | None,
+    run: RunLog,
 ) -> tuple[keras.Model, History]:
     """The classifier stage under a semi-supervised objective (tiedae/objectives): the labeled
-    subset and, unlabeled, every training image (every class's with ``pretrain.images=all``),
-    plus a dataset's own unlabeled images (npz ``x_unlabeled``)."""
+    subset, validated as the protocol says, and, unlabeled, every training image (every class's
+    with ``pretrain.images=all``), plus a dataset's own unlabeled images (npz ``x_unlabeled``)."""
     every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
-    pool = (load_classes(cfg.data, None) if every_class else splits).pretrain_images
+    pool = (load_classes(cfg.data, None) if every_class else view.splits).pretrain_images
     run.log_params({"objective.n_unlabeled": len(pool)})
     classifier, history, objective = train_with_objective(
-        cfg, splits, labeled, pool, fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
+        cfg, view.splits, view.labeled, pool, settings,
         pretrained=pretrained, on_epoch_end=epoch_logger(run, "clf"),
     )  # fmt: skip
     run.log_metrics({"params/objective_trainable": objective.count_parameters()})
@@ -240,11 +262,14 @@ def _train_with_objective(
 
 
 def _train_baseline(
-    cfg: DictConfig, splits: Splits, labeled: np.ndarray, tracker: Tracker, run: RunLog
+    cfg: DictConfig, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
 ) -> dict[str, float]:
-    baseline = run_baseline(splits, labeled, cfg.classifier, cfg.seed)
+    baseline = run_baseline(
+        view.splits, view.labeled, cfg.classifier, cfg.seed, choose=view.fixed_epochs is None
+    )
     results = {f"test/{name}": value for name, value in baseline.test.items()}
-    results["clf/val_accuracy_at_best"] = baseline.val_accuracy
+    if baseline.val_accuracy is not None:
+        results["clf/val_accuracy_at_best"] = baseline.val_accuracy
     results["clf/chosen_regularization"] = baseline.chosen
     results["params/classifier"] = baseline.n_parameters
     results["time/classifier_seconds"] = baseline.seconds
@@ -353,10 +378,14 @@ def autoencoder_layers(
 ) -> list[keras.layers.Dense]:  # fmt: skip
     """Pretrain (or load) the autoencoder with ``pretrain``; its encoder's Dense layers."""
     every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
+    own = pretraining_view(splits, cfg.protocol)  # the selected classes' images it may read
 
     def train(run: RunLog) -> keras.Model:
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
-        images = load_classes(cfg.data, None) if every_class else splits
+        run.set_tags({"protocol": C.protocol_name(cfg)})
+        images = own
+        if every_class:
+            images = pretraining_view(load_classes(cfg.data, None), cfg.protocol)
         run.log_params({"pretrain.n_images": len(images.pretrain_images)})
         run.log_datasets(dataset_inputs(cfg.data, images, contexts=("training",)))
         autoencoder, history = pretrain(
@@ -366,6 +395,7 @@ def autoencoder_layers(
         final = {f"ae/{k}": v for k, v in history.last.items()}
         run.log_metrics({**final, "time/pretrain_seconds": history.seconds})
         job.log_metrics({"time/pretrain_seconds": history.seconds})
+        log_probes(run, autoencoder.encoder, splits, own.x_valid, own.y_valid, cfg)
         return autoencoder
 
     settings = C.pretrain_settings(cfg)
@@ -376,11 +406,11 @@ def autoencoder_layers(
     name = f"pretrain {cfg.model.name}-{cfg.pretrain.name}{pool} seed={cfg.seed}"
     autoencoder = cached_model(
         tracker, job, key, name, tags, train, enabled=cfg.pretrain.get("cache", True),
-        example=splits.x_valid[:EXAMPLE_ROWS],
+        example=splits.x_train[:EXAMPLE_ROWS],
         newer_than=force_since(cfg, tracker),
     )  # fmt: skip
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
-    _log_reconstructions(job, autoencoder, splits)
+    _log_reconstructions(job, autoencoder, own)
     return pretrained_layers(autoencoder)
 
 
@@ -404,7 +434,7 @@ def transfer_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunL
     job.set_tags({"transfer.source": cfg.pretrain.source})
     if cfg.pretrain.source != C.BUILTIN_SOURCE:
         return given_source_layers(cfg, splits, tracker)
-    model = builtin_source(cfg, tracker, job, splits.x_valid[:EXAMPLE_ROWS])
+    model = builtin_source(cfg, tracker, job, splits.x_train[:EXAMPLE_ROWS])
     return matching_layers(
         model, C.BUILTIN_SOURCE, splits.image_shape, cfg.model, C.reuse_layers(cfg)
     )
@@ -419,7 +449,8 @@ def builtin_source(
 
     def train(run: RunLog) -> keras.Model:
         run.log_params({**C.flatten(C.source_settings(cfg)), "source.classes": classes})
-        source = load_classes(cfg.data, classes)
+        run.set_tags({"protocol": C.protocol_name(cfg)})
+        source = pretraining_view(load_classes(cfg.data, classes), cfg.protocol)
         run.log_datasets(dataset_inputs(cfg.data, source, contexts=("training",)))
         model, history = train_source_classifier(
             source, cfg.model, cfg.pretrain,
@@ -431,6 +462,10 @@ def builtin_source(
             {"time/pretrain_seconds": history.seconds, "source/n_images": len(source.x_train)}
         )
         job.log_metrics({"time/pretrain_seconds": history.seconds})
+        target = load_dataset(cfg.data)  # the probes ask how well its codes serve the target
+        held_out = pretraining_view(target, cfg.protocol)
+        codes = keras.Model(model.inputs, model.layers[-2].output)  # below the output head
+        log_probes(run, codes, target, held_out.x_valid, held_out.y_valid, cfg)
         return model
 
     settings = C.source_settings(cfg)

@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tiedae import stats  # noqa: E402
+
 METHOD_ORDER = ("scratch",)  # rows starting so come first; the rest follow alphabetically
 
 
@@ -47,17 +49,17 @@ def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
 
 # Params that say how or where a run ran, or which cell column/seed it is: not its setting.
 NOT_SETTINGS = ("seed", "force", "data.dir", "pretrain.cache")
-NOT_SETTINGS_PREFIXES = ("labels.", "runtime.", "tracking.", "sweep.", "hydra.")
+NOT_SETTINGS_PREFIXES = ("labels.", "runtime.", "tracking.", "sweep.", "hydra.", "protocol.")
 # Tags that identify what a run read and ran: part of its setting (absent in older runs).
 IDENTITY_TAGS = {"tiedae.data.digest": "data", "tiedae.code.version": "version",
                  "tiedae.code.source": "code"}  # fmt: skip
 # What a pretrained row and its scratch row must share: all but the pretraining.
 FAIR_KEYS = ("model.sizes", "model.activation", "model.kernel_initializer", "classifier.epochs",
              "classifier.patience", "classifier.batch_size", "classifier.optimizer",
-             "classifier.learning_rate", "data", "code", "version")  # fmt: skip
+             "classifier.learning_rate", "data", "code", "version", "protocol")  # fmt: skip
 MISSING = "unset"
-TIDY_COLUMNS = ["row", "method", "setting", "n_labels", "seed", "accuracy", "run_id", "start",
-                "commit", "dirty", "command"]  # fmt: skip
+TIDY_COLUMNS = ["row", "method", "setting", "n_labels", "seed", "accuracy", "protocol",
+                "pretrained", "run_id", "start", "commit", "dirty", "command"]  # fmt: skip
 
 
 def _settings_of(params: dict[str, str], tags: dict[str, str]) -> dict[str, str]:
@@ -76,7 +78,13 @@ def _settings_of(params: dict[str, str], tags: dict[str, str]) -> dict[str, str]
         settings.pop("classifier.freeze", None)
     for tag, name in IDENTITY_TAGS.items():
         settings[name] = tags.get(tag) or MISSING
+    settings["protocol"] = run_protocol(tags)
     return settings
+
+
+def run_protocol(tags: dict[str, str]) -> str:
+    """The run's evaluation protocol; runs from before protocols existed were oracle."""
+    return tags.get("protocol") or "oracle"
 
 
 def _column(runs: pd.DataFrame, name: str) -> pd.Series:
@@ -85,12 +93,13 @@ def _column(runs: pd.DataFrame, name: str) -> pd.Series:
 
 def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """mlflow.search_runs output -> one row per run: its table row, setting, labeled count,
-    seed, accuracy and provenance. ``attrs["settings"]`` maps each setting id to its values.
+    seed, accuracy, protocol (runs from before protocols existed: oracle), whether it was
+    pretrained, and provenance. ``attrs["settings"]`` maps each setting id to its values.
 
-    A setting is every logged param except the seed and how the run ran, plus the data and
-    code identity; rows are named by the method, and where one method name covers several
-    settings, by what differs between them (e.g. ``scratch[500] (model.kernel_initializer=
-    lecun_normal)``).
+    A setting is every logged param except the seed and how the run ran, plus the protocol and
+    the data and code identity; rows are named by the method, and where one method name covers
+    several settings under one protocol, by what differs between them (e.g. ``scratch[500]
+    (model.kernel_initializer=lecun_normal)``).
     """
     if runs.empty:
         tidy = pd.DataFrame(columns=TIDY_COLUMNS)
@@ -100,6 +109,7 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     tag_columns = [c for c in runs.columns if c.startswith("tags.")]
     settings: dict[str, dict[str, str]] = {}
     ids = []
+    protocols = runs.get("tags.protocol", pd.Series("oracle", index=runs.index)).fillna("oracle")
     for _, run in runs.iterrows():
         params = {c[len("params.") :]: run[c] for c in param_columns if pd.notna(run[c])}
         tags = {c[len("tags.") :]: run[c] for c in tag_columns if pd.notna(run[c])}
@@ -114,6 +124,8 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
             "n_labels": pd.to_numeric(runs["params.labels.n"]).astype(int).to_numpy(),
             "seed": pd.to_numeric(runs["params.seed"]).astype(int).to_numpy(),
             "accuracy": pd.to_numeric(runs["metrics.test/accuracy"]).to_numpy(),
+            "protocol": protocols.to_numpy(),
+            "pretrained": _column(runs, "tags.pretrained").to_numpy(),
             "run_id": _column(runs, "run_id").to_numpy(),
             "start": pd.to_datetime(_column(runs, "start_time"), utc=True).to_numpy(),
             "commit": _column(runs, "tags.tiedae.git.commit").fillna(MISSING).to_numpy(),
@@ -127,10 +139,10 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def row_names(tidy: pd.DataFrame, settings: dict[str, dict[str, str]]) -> dict[str, str]:
-    """A unique row name per setting: the method, plus ``(key=value, ...)`` for the keys
-    whose values differ between settings that share the method name."""
+    """A unique row name per setting within its protocol: the method, plus ``(key=value,
+    ...)`` for the keys whose values differ between settings that share the method name."""
     names: dict[str, str] = {}
-    for method, group in tidy.groupby("method", sort=False):
+    for (method, _), group in tidy.groupby(["method", "protocol"], sort=False):
         ids = list(dict.fromkeys(group["setting"]))
         if len(ids) == 1:
             names[ids[0]] = str(method)
@@ -318,31 +330,40 @@ def write_report(
     tidy: pd.DataFrame, folder: Path, sweep: str, command: str,
     sweep_commands: list[str] | None = None,
 ) -> list[Path]:  # fmt: skip
-    """Write table.{md,tex,csv}, runs.csv, accuracy.png and README.md into ``folder``."""
+    """Write table.{md,tex,csv}, runs.csv, accuracy.png, significance.csv, payoff.png and
+    README.md into ``folder``; the Markdown and LaTeX tables carry tiedae.stats's marks."""
     folder.mkdir(parents=True, exist_ok=True)
+    kept, _ = deduplicate(tidy)  # statistics pair one run per (setting, labeled count, seed)
+    marked = stats.write_statistics(
+        kept.assign(method=kept["row"]), folder, f"sweep {sweep}: gain over scratch"
+    )
+    # With several protocols in one sweep a row's name says its protocol: "scratch [budget]".
+    tidy = tidy.assign(row=stats.protocol_rows(tidy.assign(method=tidy["row"]))["method"])
     summary = summarize(tidy)
     pairs = scratch_rows(tidy)
     summary["compares_to"] = summary["row"].map(pairs).fillna("")
     table = accuracy_table(summary)
     notes = comparison_notes(summary, pairs)
-    markdown = to_markdown(table) + (f"\n{notes}" if notes else "")
+    body = marked["md"] if len(table) else to_markdown(table)
+    markdown = body + (f"\n{notes}" if notes else "")
     paths = {
         "md": folder / "table.md", "tex": folder / "table.tex", "csv": folder / "table.csv",
         "runs": folder / "runs.csv", "png": folder / "accuracy.png", "readme": folder / "README.md",
+        "significance": marked["csv"], "payoff": marked["png"],
     }  # fmt: skip
     paths["md"].write_text(markdown)
-    paths["tex"].write_text(to_latex(table))
+    paths["tex"].write_text(marked["tex"] if len(table) else to_latex(table))
     summary.to_csv(paths["csv"], index=False)
-    kept, _ = deduplicate(tidy)
     runs = tidy.assign(kept=tidy.index.isin(kept.index)).drop(columns=["method", "setting"])
     runs.sort_values(["row", "n_labels", "seed", "start"]).to_csv(paths["runs"], index=False)
     accuracy_plot(summary, paths["png"], f"sweep {sweep}: test accuracy vs labels")
     paths["readme"].write_text(
         f"# Sweep `{sweep}`\n\n"
-        "Test accuracy (%), mean ± std over seeds, n = number of distinct seeds (one run per "
-        "setting and seed). A row is one setting: runs that differ in anything but the seed "
-        f"are different rows.\n\n{markdown}\n"
+        f"{stats.LEGEND} Every comparison: `significance.csv`. A row is one setting: runs that "
+        "differ in anything but the seed are different rows; one run per setting and seed."
+        f"\n\n{markdown}\n"
         f"![test accuracy against labeled count](accuracy.png)\n\n"
+        f"![difference from scratch with its 95% interval](payoff.png)\n\n"
         f"{provenance_notes(tidy, sweep_commands or [], command)}"
     )
     return list(paths.values())

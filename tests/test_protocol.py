@@ -1,0 +1,193 @@
+"""Issue 11's protocol: under budget, validation comes from the N labels themselves and the
+dataset's validation split is never read; the probes of each pretraining run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import make_config
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from tiedae import pipeline
+from tiedae.data import (
+    budget_split,
+    labeled_view,
+    load_digits_splits,
+    pretraining_view,
+    stratified_subset,
+)
+
+BUDGET = OmegaConf.create(
+    {"name": "budget", "valid_fraction": 0.2, "fixed_epochs": 3, "pretrain_holdout": 0.05}
+)
+FAST = ["data=digits", "runtime.verbose=0", "++pretrain.epochs=1", "++classifier.epochs=3",
+        "++classifier.patience=2", "probes.counts=[50]"]  # fmt: skip
+
+
+class Untouchable:
+    """Stands for the dataset's validation split: any read of it fails the run."""
+
+    def _refuse(self, *args, **kwargs):
+        raise AssertionError("the dataset's validation split was read under protocol=budget")
+
+    __getitem__ = __len__ = __iter__ = __array__ = _refuse
+
+    def __getattr__(self, name):
+        self._refuse()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_splits()
+
+
+def test_budget_split_is_stratified_disjoint_and_keeps_a_label_per_class(digits):
+    labeled = stratified_subset(digits.y_train, 100, seed=3)
+    view = labeled_view(digits, labeled, BUDGET, seed=3)
+    assert view.validation == "budget"
+    assert not set(view.labeled) & set(view.valid_indices)
+    assert sorted([*view.labeled, *view.valid_indices]) == sorted(labeled)
+    np.testing.assert_array_equal(view.splits.y_valid, digits.y_train[view.valid_indices])
+    np.testing.assert_array_equal(view.splits.x_valid, digits.x_train[view.valid_indices])
+    per_class = np.bincount(digits.y_train[labeled], minlength=10)
+    in_valid = np.bincount(view.splits.y_valid, minlength=10)
+    np.testing.assert_array_equal(in_valid, np.clip(np.round(0.2 * per_class), 1, per_class - 1))
+    assert set(digits.y_train[view.labeled]) == set(range(10))
+    again = labeled_view(digits, stratified_subset(digits.y_train, 100, seed=3), BUDGET, 3)
+    np.testing.assert_array_equal(again.valid_indices, view.valid_indices)
+    other_seed = budget_split(digits.y_train[labeled], 0.2, seed=4)[1]
+    assert not np.array_equal(labeled[other_seed], view.valid_indices)
+
+
+def test_too_few_labels_to_split_fall_back_to_a_fixed_epoch_budget(digits):
+    labeled = stratified_subset(digits.y_train, 15, seed=1)  # some classes hold one label
+    view = labeled_view(digits, labeled, BUDGET, seed=1)
+    assert (view.validation, view.fixed_epochs) == ("fixed_epochs", 3)
+    np.testing.assert_array_equal(view.labeled, labeled)
+    with pytest.raises(ValueError, match="labeled example"):
+        budget_split(digits.y_train[labeled], 0.2, seed=1)
+
+
+def test_pretraining_under_budget_holds_out_training_images_not_the_validation_split(digits):
+    poisoned = replace(digits, x_valid=Untouchable(), y_valid=Untouchable())
+    view = pretraining_view(poisoned, BUDGET)
+    assert len(view.x_train) + len(view.x_valid) == len(digits.x_train)
+    assert len(view.x_valid) == round(0.05 * len(digits.x_train))
+    assert set(view.y_valid) == set(range(10))
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory) -> list[str]:
+    """One store for the end-to-end tests below: creating a sqlite store takes seconds."""
+    folder = tmp_path_factory.mktemp("store")
+    return [f"tracking.uri=sqlite:///{folder}/mlflow.db", f"tracking.artifact_dir={folder}/art"]
+
+
+def poison(monkeypatch) -> None:
+    real = pipeline.load_dataset
+
+    def load_dataset(data_cfg):
+        return replace(real(data_cfg), x_valid=Untouchable(), y_valid=Untouchable())
+
+    monkeypatch.setattr(pipeline, "load_dataset", load_dataset)
+
+
+def finite_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
+    metrics = client.get_run(run_id).data.metrics
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    return metrics
+
+
+# method, overrides, the validation the run must report
+CASES = [
+    ("tied_frozen", ["labels.count=60", "probes.counts=[20,100]"], "budget"),
+    ("logreg_pixels", ["labels.count=60"], "budget"),
+    ("tied_greedy_gradual", ["labels.count=15", "classifier.frozen_epochs=2",
+                             "protocol.fixed_epochs=2"], "fixed_epochs"),
+    ("transfer_frozen", ["labels.count=30", "data.classes=[5,6,7,8,9]"], "budget"),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_budget_never_reads_the_validation_split_and_pairs_methods(monkeypatch, shared_store):
+    """The dataset's validation split is poisoned: any read fails the run. Every pretraining
+    kind, the fixed-epoch fallback with the gradual schedule, and a scikit-learn baseline run
+    to the end; methods at one (seed, N) see the same labeled images and budget validation;
+    the pretraining run logs its probes and codes picture."""
+    poison(monkeypatch)
+    seen = {}
+    real_view = pipeline.labeled_view
+
+    def spy(splits, labeled, protocol_cfg, seed):
+        view = real_view(splits, labeled, protocol_cfg, seed)
+        seen[(splits.name, len(splits.class_names), len(labeled))] = seen.get(
+            (splits.name, len(splits.class_names), len(labeled)), []
+        ) + [(view.labeled, view.valid_indices)]
+        return view
+
+    monkeypatch.setattr(pipeline, "labeled_view", spy)
+    client = MlflowClient(shared_store[0].split("=", 1)[1])
+    for method, extra, validation in CASES:
+        cfg = make_config(*FAST, *shared_store, f"method={method}", "protocol=budget", *extra)
+        results = pipeline.run_experiment(cfg)
+        assert 0.0 < results["test/accuracy"] <= 1.0
+        [job] = client.search_runs(
+            [client.get_experiment_by_name("tiedae").experiment_id],
+            f"tags.`tiedae.role` = 'job' and tags.method = '{pipeline.C.method_name(cfg)}'",
+        )
+        assert job.info.status == "FINISHED"
+        assert job.data.tags["protocol"] == "budget"
+        assert job.data.tags["protocol.validation"] == validation
+        assert job.data.params["protocol.name"] == "budget"
+        metrics = finite_metrics(client, job.info.run_id)
+        assert ("clf/best_val_accuracy" in metrics) == (validation == "budget")
+    [(labeled, valid), *others] = seen[("digits", 10, 60)]
+    assert len(others) == 1 and len(valid) >= 10  # a network and a scikit-learn baseline
+    for other_labeled, other_valid in others:
+        np.testing.assert_array_equal(other_labeled, labeled)
+        np.testing.assert_array_equal(other_valid, valid)
+    check_probes(client, "pretrain tied-autoencoder seed=42", counts=(20, 100))
+    check_probes(client, "pretrain transfer source classes=0,1,2,3,4 seed=42", counts=(50,))
+
+
+def check_probes(client: MlflowClient, name: str, counts: tuple[int, ...]) -> None:
+    [pretraining] = client.search_runs(
+        [client.get_experiment_by_name("tiedae").experiment_id],
+        f"tags.`tiedae.role` = 'pretrain' and tags.`mlflow.runName` = '{name}'",
+    )
+    assert pretraining.data.tags["protocol"] == "budget"
+    metrics = finite_metrics(client, pretraining.info.run_id)
+    for kind in ("knn", "logreg"):
+        for count in counts:
+            assert 0.25 < metrics[f"probe/{kind}_accuracy_n{count}"] <= 1.0  # chance: 0.1-0.2
+        steps = client.get_metric_history(pretraining.info.run_id, f"probe/{kind}_accuracy")
+        assert sorted(m.step for m in steps) == list(counts)
+    artifacts = {f.path for f in client.list_artifacts(pretraining.info.run_id)}
+    assert "codes_pca.png" in artifacts
+
+
+def test_oracle_reads_the_validation_split_so_the_poison_above_bites(monkeypatch, shared_store):
+    poison(monkeypatch)
+    cfg = make_config(*FAST, *shared_store, "method=logreg_pixels", "labels.count=60")
+    assert cfg.protocol.name == "oracle"  # the default: today's behaviour
+    with pytest.raises(AssertionError, match="validation split was read"):
+        pipeline.run_experiment(cfg)
+
+
+def test_protocol_is_validated_and_part_of_the_keys_that_it_changes():
+    from tiedae.config import ConfigError, pretrain_settings, run_settings, settings_key, validate
+
+    with pytest.raises(ConfigError, match=r"protocol.valid_fraction=1.5 must be a number in \(0"):
+        validate(make_config("protocol=budget", "protocol.valid_fraction=1.5"))
+    with pytest.raises(ConfigError, match="protocol='nope' is unknown; allowed: oracle, budget"):
+        validate(make_config("protocol.name=nope"))
+    oracle, budget = make_config(), make_config("protocol=budget")
+    wider = make_config("protocol=budget", "protocol.valid_fraction=0.3")
+    key = lambda settings, cfg: settings_key(settings(cfg))  # noqa: E731
+    assert "protocol" not in run_settings(oracle)  # oracle keeps the keys of earlier runs
+    assert key(pretrain_settings, budget) != key(pretrain_settings, oracle)  # holds images out
+    assert key(pretrain_settings, budget) == key(pretrain_settings, wider)  # same autoencoder
+    assert key(run_settings, budget) != key(run_settings, wider)

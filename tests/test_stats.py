@@ -1,0 +1,103 @@
+"""tiedae.stats against scipy on hand-made inputs, and the marks of a table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from tiedae import stats
+from tiedae.report import write_report
+
+
+def test_paired_test_matches_scipy():
+    a = np.array([0.81, 0.79, 0.84, 0.80, 0.83, 0.78, 0.82, 0.85])
+    b = np.array([0.78, 0.79, 0.80, 0.77, 0.81, 0.79, 0.78, 0.80])
+    result = stats.paired_test(a - b)
+    d = a - b
+    low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+    assert result["n_pairs"] == 8
+    assert result["mean_diff"] == pytest.approx(d.mean())
+    assert (result["ci_low"], result["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert result["t_p"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert result["wilcoxon_p"] == pytest.approx(sps.wilcoxon(a, b).pvalue)
+
+
+def test_wilcoxon_needs_six_pairs_and_a_constant_difference_has_no_t_test():
+    five = stats.paired_test([0.01, 0.02, 0.03, 0.01, 0.02])
+    assert np.isfinite(five["t_p"]) and np.isnan(five["wilcoxon_p"])
+    constant = stats.paired_test([0.02] * 5)
+    assert np.isnan(constant["t_p"]) and constant["ci_low"] == pytest.approx(0.02)
+    assert np.isnan(stats.paired_test([0.1])["t_p"])
+
+
+def test_holm_by_hand():
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005, np.nan])
+    np.testing.assert_allclose(adjusted[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(adjusted[4])
+
+
+SYMMETRIC = (0.01, -0.01, 0.008, -0.008, 0.0)
+
+
+def tidy_frame(seeds: int = 5) -> pd.DataFrame:
+    """scratch; 'gain' 5 points above it, 'loss' 5 below, 'same' at scratch ± 1 point; a
+    non-pretrained 'logreg-pixels' 3 points above scratch; at two labeled counts."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for n_labels in (100, 500):
+        for seed in range(1, seeds + 1):
+            base = 0.70 + 0.03 * rng.standard_normal()
+            offsets = {"scratch": (0.0, False), "gain": (0.05, True), "loss": (-0.05, True),
+                       "same": (0.0, True), "logreg-pixels": (0.03, False)}  # fmt: skip
+            for method, (offset, pretrained) in offsets.items():
+                noise = 0.002 * rng.standard_normal()
+                if method == "same":  # differences from scratch of mean 0 and sd 0.01
+                    noise = SYMMETRIC[(seed - 1) % len(SYMMETRIC)]
+                accuracy = base + offset + noise
+                rows.append((method, n_labels, seed, accuracy, pretrained))
+    return pd.DataFrame(rows, columns=["method", "n_labels", "seed", "accuracy", "pretrained"])
+
+
+def test_a_known_difference_is_marked_and_no_difference_is_not():
+    tidy = tidy_frame()
+    comparisons = stats.compare(tidy)
+    marks = comparisons.groupby(["method", "n_labels"])["mark"].agg(" ".join).str.strip()
+    assert marks[("gain", 100)] == "†s †b" and marks[("gain", 500)] == "†s †b"
+    assert marks[("loss", 100)] == "‡s ‡b"
+    assert "s" not in marks[("same", 100)] + marks[("same", 500)]  # noise: no mark vs scratch
+    assert set(comparisons["reference"]) == {"scratch", "logreg-pixels"}
+    assert (comparisons["holm_p"] >= comparisons["t_p"]).all()
+    markdown = stats.to_markdown(stats.marked_cells(tidy, comparisons))
+    [gain_row] = [line for line in markdown.splitlines() if line.startswith("| gain ")]
+    assert gain_row.count("**") == 4 and "†s †b" in gain_row  # best of both columns
+    [same_row] = [line for line in markdown.splitlines() if line.startswith("| same ")]
+    assert "†" not in same_row and "‡s" not in same_row and "**" not in same_row
+    latex = stats.to_latex(stats.marked_cells(tidy, comparisons))
+    assert r"\textbf{" in latex and r"$^{\text{\dag s \dag b}}$" in latex
+
+
+def test_same_seeds_but_noise_only_is_never_marked():
+    tidy = tidy_frame()
+    tidy = tidy[tidy["method"].isin(["scratch", "same"])]
+    assert (stats.compare(tidy)["mark"] == "").all()
+
+
+def test_protocols_compare_within_themselves_and_the_report_writes_everything(tmp_path):
+    budget = tidy_frame().assign(protocol="budget")
+    oracle = tidy_frame().assign(protocol="oracle")
+    oracle.loc[oracle["method"] == "scratch", "accuracy"] += 0.10  # scratch gains under oracle
+    tidy = pd.concat([budget, oracle])
+    comparisons = stats.compare(tidy)
+    gain = comparisons[(comparisons["method"] == "gain") & (comparisons["against"] == "scratch")]
+    assert set(gain.loc[gain["protocol"] == "budget", "mark"]) == {"†s"}
+    assert set(gain.loc[gain["protocol"] == "oracle", "mark"]) == {"‡s"}
+    paths = write_report(tidy, tmp_path, "demo", "test")
+    names = {p.name for p in paths}
+    assert {"significance.csv", "payoff.png", "table.md", "table.tex"} <= names
+    table = (tmp_path / "table.md").read_text()
+    assert "gain [budget]" in table and "gain [oracle]" in table
+    assert "gain [oracle]" in (tmp_path / "table.csv").read_text()  # not averaged together
+    csv = pd.read_csv(tmp_path / "significance.csv")
+    assert len(csv) == len(comparisons)

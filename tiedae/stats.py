@@ -1,0 +1,287 @@
+"""Paired significance over seeds: is a method's gain over scratch (and over the strongest
+baseline without pretraining) more than seed noise?
+
+Pure functions of a tidy frame with one row per run — columns ``method``, ``n_labels``,
+``seed``, ``accuracy`` and, optionally, ``protocol`` (comparisons then stay within a protocol)
+and ``pretrained`` (bool; which rows count as baselines without pretraining). Runs of two
+methods pair by (n_labels, seed): the same labeled images, since the labeled subset and its
+budget split depend only on (seed, N).
+
+For every labeled count, every method is compared with ``scratch`` and with the non-pretrained
+row of best mean accuracy at that count: the mean paired difference with a 95% t interval,
+a paired t-test, a Wilcoxon signed-rank test where there are at least ``WILCOXON_MIN_PAIRS``
+non-zero differences (below that its smallest two-sided p exceeds 0.05), and the t-test's
+p-values Holm–Bonferroni-adjusted across the whole table. A cell is marked † (significant
+gain) or ‡ (significant loss), followed by ``s`` against scratch and ``b`` against the best
+baseline; the best mean per column is bold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats as sps  # noqa: E402
+
+REFERENCE = "scratch"
+ALPHA = 0.05
+CONFIDENCE = 0.95
+WILCOXON_MIN_PAIRS = 6  # with 5 pairs the exact two-sided p is at least 2/32 = 0.0625
+GAIN, LOSS = "†", "‡"
+AGAINST = {"scratch": "s", "best baseline": "b"}
+COMPARISON_COLUMNS = [
+    "protocol", "method", "n_labels", "against", "reference", "n_pairs", "mean_diff",
+    "ci_low", "ci_high", "t_p", "wilcoxon_p", "holm_p", "significant", "mark",
+]  # fmt: skip
+
+
+def paired_test(differences: Iterable[float], confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Mean of paired differences, its t interval, the paired t-test's and (where n allows)
+    the Wilcoxon signed-rank test's two-sided p-values. NaN where undefined (n < 2, or every
+    difference equal, which leaves the t statistic undefined)."""
+    d = np.asarray(list(differences), dtype=float)
+    n = len(d)
+    out = {"n_pairs": n, "mean_diff": float(d.mean()) if n else np.nan}
+    out.update(ci_low=np.nan, ci_high=np.nan, t_p=np.nan, wilcoxon_p=np.nan)
+    if n < 2:
+        return out
+    sem = d.std(ddof=1) / np.sqrt(n)
+    if sem > 0:
+        half = sps.t.ppf((1 + confidence) / 2, n - 1) * sem
+        out.update(ci_low=out["mean_diff"] - half, ci_high=out["mean_diff"] + half)
+        out["t_p"] = float(sps.ttest_1samp(d, 0.0).pvalue)
+    else:
+        out.update(ci_low=out["mean_diff"], ci_high=out["mean_diff"])
+    if np.count_nonzero(d) >= WILCOXON_MIN_PAIRS:
+        out["wilcoxon_p"] = float(sps.wilcoxon(d).pvalue)
+    return out
+
+
+def holm(pvalues: Iterable[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (NaN stay NaN and do not count in the family)."""
+    p = np.asarray(list(pvalues), dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = len(valid)
+    order = valid[np.argsort(p[valid], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def _with_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
+    tidy = tidy.copy()
+    if "protocol" not in tidy:
+        tidy["protocol"] = ""
+    tidy["protocol"] = tidy["protocol"].fillna("").astype(str)
+    return tidy
+
+
+def baseline_methods(tidy: pd.DataFrame) -> set[str]:
+    """Rows without pretraining: from the ``pretrained`` column, else by name (scratch rows and
+    scikit-learn baselines, named ``<estimator>-<features>``, as tiedae.config.method_name)."""
+    if "pretrained" in tidy:
+        flags = tidy["pretrained"].astype(str).str.lower().isin(["false", "0"])
+        return set(tidy.loc[flags, "method"])
+    names = set(tidy["method"])
+    return {m for m in names if m.startswith(REFERENCE) or m.startswith(("logreg-", "label_"))}
+
+
+def compare(
+    tidy: pd.DataFrame,
+    baselines: Iterable[str] | None = None,
+    reference: str = REFERENCE,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
+    """Every method against ``reference`` and against the best non-pretrained row, per
+    (protocol, labeled count); Holm across every comparison of the table."""
+    tidy = _with_protocol(tidy)
+    baselines = set(baseline_methods(tidy) if baselines is None else baselines)
+    means = tidy.groupby(["protocol", "method", "n_labels"])["accuracy"].mean()
+    rows = []
+    for (protocol, n_labels), cell in tidy.groupby(["protocol", "n_labels"]):
+        by_seed = cell.pivot_table(index="seed", columns="method", values="accuracy")
+        refs = {"scratch": reference} if reference in by_seed else {}
+        candidates = [m for m in by_seed if m in baselines]
+        if candidates:
+            best = max(candidates, key=lambda m: means[(protocol, m, n_labels)])
+            if best != reference:
+                refs["best baseline"] = best
+        for against, ref in refs.items():
+            for method in by_seed:
+                if method == ref:
+                    continue
+                pairs = by_seed[[method, ref]].dropna()
+                test = paired_test(pairs[method] - pairs[ref])
+                rows.append({"protocol": protocol, "method": method, "n_labels": n_labels,
+                             "against": against, "reference": ref, **test})  # fmt: skip
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-3])
+    table["holm_p"] = holm(table["t_p"]) if len(table) else []
+    table["significant"] = table["holm_p"] < alpha
+    table["mark"] = [
+        (GAIN if diff > 0 else LOSS) + AGAINST[against] if significant else ""
+        for diff, against, significant in zip(
+            table["mean_diff"], table["against"], table["significant"], strict=True
+        )
+    ]
+    return table[COMPARISON_COLUMNS]
+
+
+def _row_label(protocol: str, method: str, several: bool) -> str:
+    return f"{method} [{protocol}]" if several and protocol else method
+
+
+def protocol_rows(tidy: pd.DataFrame) -> pd.DataFrame:
+    """``tidy`` with methods named ``method [protocol]`` when it mixes protocols (for tables and
+    plots that group by method alone); unchanged otherwise."""
+    if "protocol" not in tidy or tidy["protocol"].nunique() < 2:
+        return tidy
+    labels = [_row_label(p, m, True) for p, m in zip(tidy["protocol"], tidy["method"], strict=True)]
+    return tidy.assign(method=labels)
+
+
+def _row_order(methods: Iterable[str], reference: str) -> list[str]:
+    methods = list(dict.fromkeys(methods))
+    return [m for m in methods if m == reference] + sorted(m for m in methods if m != reference)
+
+
+def marked_cells(
+    tidy: pd.DataFrame, comparisons: pd.DataFrame, reference: str = REFERENCE
+) -> pd.DataFrame:
+    """Rows: (protocol, method); columns: labeled counts; each cell a dict with the mean, std,
+    count, marks and whether it is the best mean of its column (within its protocol)."""
+    tidy = _with_protocol(tidy)
+    summary = (
+        tidy.groupby(["protocol", "method", "n_labels"])["accuracy"]
+        .agg(mean="mean", std="std", n="count")
+        .reset_index()
+    )
+    summary["std"] = summary["std"].fillna(0.0)
+    best = summary.groupby(["protocol", "n_labels"])["mean"].transform("max")
+    summary["best"] = np.isclose(summary["mean"], best)
+    marks = (
+        comparisons[comparisons["mark"] != ""]
+        .groupby(["protocol", "method", "n_labels"])["mark"]
+        .agg(" ".join)
+    )
+    several = summary["protocol"].nunique() > 1
+    columns = sorted(summary["n_labels"].unique())
+    labels = []
+    for protocol in sorted(summary["protocol"].unique()):
+        chosen = summary[summary["protocol"] == protocol]["method"]
+        labels += [(protocol, m) for m in _row_order(chosen, reference)]
+    found = {
+        (row["protocol"], row["method"], row["n_labels"]): {
+            "mean": row["mean"], "std": row["std"], "n": int(row["n"]),
+            "best": bool(row["best"]),
+            "marks": marks.get((row["protocol"], row["method"], row["n_labels"]), ""),
+        }
+        for _, row in summary.iterrows()
+    }  # fmt: skip
+    cells = pd.DataFrame(
+        [[found.get((p, m, n)) for n in columns] for p, m in labels],
+        index=[_row_label(p, m, several) for p, m in labels],
+        columns=columns,
+        dtype=object,
+    )
+    cells.index.name = "method"
+    return cells
+
+
+def _cell_text(cell, latex: bool) -> str:
+    if not isinstance(cell, dict):
+        return "--" if latex else "—"
+    number = f"{100 * cell['mean']:.1f}"
+    if cell["n"] > 1:  # one seed has no spread to show
+        number += f" ± {100 * cell['std']:.1f}"
+    seeds = f" (n={cell['n']})"
+    if latex:
+        number = number.replace("±", r"$\pm$")
+        number = rf"\textbf{{{number}}}" if cell["best"] else number
+        marks = cell["marks"].replace(GAIN, r"\dag ").replace(LOSS, r"\ddag ").strip()
+        return number + (rf"$^{{\text{{{marks}}}}}$" if marks else "") + seeds
+    number = f"**{number}**" if cell["best"] else number
+    return number + (f" {cell['marks']}" if cell["marks"] else "") + seeds
+
+
+LEGEND = (
+    "Test accuracy (%), mean ± std over seeds (n = number of seeds); **bold**: best mean of "
+    "the column. "
+    f"{GAIN}: significant gain, {LOSS}: significant loss (paired t-test over seeds, "
+    f"Holm–Bonferroni across the table, α = {ALPHA}); s: against scratch, b: against the "
+    "strongest baseline without pretraining at that count."
+)
+
+
+def to_markdown(cells: pd.DataFrame) -> str:
+    header = ["method", *[f"{c} labels" for c in cells.columns]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, row in cells.iterrows():
+        lines.append("| " + " | ".join([str(method), *(_cell_text(c, False) for c in row)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(cells: pd.DataFrame) -> str:
+    """A booktabs tabular; the marks need ``amsmath`` (``\\text``)."""
+    lines = [
+        r"\begin{tabular}{l" + "r" * len(cells.columns) + "}",
+        r"\toprule",
+        " & ".join(["method", *[f"{c} labels" for c in cells.columns]]) + r" \\",
+        r"\midrule",
+    ]
+    for method, row in cells.iterrows():
+        name = str(method).replace("_", r"\_")
+        lines.append(" & ".join([name, *(_cell_text(c, True) for c in row)]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def payoff_plot(comparisons: pd.DataFrame, path: Path, title: str) -> Path:
+    """Difference from scratch (percentage points) with its 95% interval against labeled count,
+    one line per method; above 0 pretraining (or the method) pays off."""
+    against = comparisons[comparisons["against"] == "scratch"]
+    several = against["protocol"].nunique() > 1
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for (protocol, method), rows in against.groupby(["protocol", "method"]):
+        rows = rows.sort_values("n_labels")
+        mean = 100 * rows["mean_diff"].to_numpy()
+        low = mean - 100 * rows["ci_low"].to_numpy()
+        high = 100 * rows["ci_high"].to_numpy() - mean
+        axis.errorbar(
+            rows["n_labels"], mean, yerr=np.nan_to_num([low, high]), marker="o", capsize=3,
+            label=_row_label(protocol, method, several),
+        )  # fmt: skip
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set_xscale("log")
+    axis.set_xlabel("labeled training images")
+    axis.set_ylabel("accuracy − scratch (percentage points)")
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+    if len(against):
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_statistics(
+    tidy: pd.DataFrame, folder: Path, title: str, baselines: Iterable[str] | None = None
+) -> dict[str, Path | str]:
+    """significance.csv (every comparison), payoff.png, and the marked table's Markdown and
+    LaTeX text (returned under "md" and "tex" for the caller to write where it wants)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    comparisons = compare(tidy, baselines)
+    cells = marked_cells(tidy, comparisons)
+    csv = folder / "significance.csv"
+    comparisons.to_csv(csv, index=False)
+    png = payoff_plot(comparisons, folder / "payoff.png", title)
+    return {"csv": csv, "png": png, "md": to_markdown(cells), "tex": to_latex(cells)}
