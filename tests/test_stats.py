@@ -41,6 +41,16 @@ def test_holm_by_hand():
 SYMMETRIC = (0.01, -0.01, 0.008, -0.008, 0.0)
 
 
+def as_report_runs(tidy: pd.DataFrame) -> pd.DataFrame:
+    """The frame as ``tiedae.report.tidy_runs`` gives it: a row and a setting per method and
+    protocol, and the provenance columns."""
+    return tidy.assign(
+        row=tidy["method"], setting=tidy["method"] + "/" + tidy["protocol"],
+        run_id=[f"run{i}" for i in range(len(tidy))], start=pd.Timestamp("2026-11-29", tz="UTC"),
+        commit="abc", dirty="false", command="tiedae experiment=demo",
+    )  # fmt: skip
+
+
 def tidy_frame(seeds: int = 5) -> pd.DataFrame:
     """scratch; 'gain' 5 points above it, 'loss' 5 below, 'same' at scratch ± 1 point; a
     non-pretrained 'logreg-pixels' 3 points above scratch; at two labeled counts."""
@@ -88,12 +98,12 @@ def test_protocols_compare_within_themselves_and_the_report_writes_everything(tm
     budget = tidy_frame().assign(protocol="budget")
     oracle = tidy_frame().assign(protocol="oracle")
     oracle.loc[oracle["method"] == "scratch", "accuracy"] += 0.10  # scratch gains under oracle
-    tidy = pd.concat([budget, oracle])
+    tidy = pd.concat([budget, oracle], ignore_index=True)
     comparisons = stats.compare(tidy)
     gain = comparisons[(comparisons["method"] == "gain") & (comparisons["against"] == "scratch")]
     assert set(gain.loc[gain["protocol"] == "budget", "mark"]) == {"†s"}
     assert set(gain.loc[gain["protocol"] == "oracle", "mark"]) == {"‡s"}
-    paths = write_report(tidy, tmp_path, "demo", "test")
+    paths = write_report(as_report_runs(tidy), tmp_path, "demo", "test")
     names = {p.name for p in paths}
     assert {"significance.csv", "payoff.png", "table.md", "table.tex"} <= names
     table = (tmp_path / "table.md").read_text()
