@@ -16,7 +16,12 @@ from tiedae import classify, pretrain
 from tiedae.baselines import candidates, run_baseline
 from tiedae.config import CONFIG_DIR, ConfigError, DivergedError, method_name, validate
 from tiedae.data import load_digits_splits, stratified_subset
-from tiedae.models import Autoencoder, encoder_dense_layers
+from tiedae.models import (
+    Autoencoder,
+    build_classifier,
+    encoder_dense_layers,
+    transplant_encoder,
+)
 from tiedae.training import FitSettings, fit, predict
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -110,7 +115,7 @@ def test_greedy_stages_train_on_the_codes_below_and_stack_into_their_composition
 
 
 def test_a_diverging_loss_stops_training_with_a_clear_error(digits):
-    model = classify.build_classifier(digits.image_shape, [8], 10)
+    model = build_classifier(digits.image_shape, [8], 10)
 
     def exploding(y_true, y_pred):  # log of a negative number: nan from the first batch
         return keras.ops.log(y_pred - 2.0)
@@ -136,8 +141,8 @@ def test_input_noise_acts_in_training_only_and_never_reaches_the_classifier(digi
     assert not np.allclose(autoencoder(x, training=True).numpy(), clean, atol=1e-4)
 
     layers = pretrain.pretrained_layers(autoencoder)
-    classifier = classify.build_classifier(digits.image_shape, [16, 8], 10)
-    classify.transplant_encoder(classifier, layers, trainable=True)
+    classifier = build_classifier(digits.image_shape, [16, 8], 10)
+    transplant_encoder(classifier, layers, trainable=True)
     noisy = (keras.layers.GaussianNoise, keras.layers.Dropout)
     assert not any(isinstance(layer, noisy) for layer in classifier.layers)
     np.testing.assert_array_equal(predict(classifier, x), predict(classifier, x))

@@ -771,9 +771,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["python", "-m", "tiedae.bench", *(sys.argv[1:] if argv is None else argv)]
     )
     info = {**machine(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    from tiedae.report import _git_commit
+    from tiedae.provenance import git_state
 
-    info["commit"] = _git_commit()
+    state = git_state()
+    info["commit"] = state["commit"][:10] + (" (dirty)" if state["dirty"] == "true" else "")
     load_start = os.getloadavg()[0]
     started = time.perf_counter()
 
