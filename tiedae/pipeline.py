@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ from tiedae.pretrain import (
 )
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import (
+    PARENT,
     PRETRAIN_KEY,
     ROLE,
     RUN_KEY,
@@ -33,13 +35,15 @@ from tiedae.tracking import (
     TrackingError,
     TrackingSettings,
 )
-from tiedae.training import FitSettings, configure_tensorflow
+from tiedae.training import Checkpoint, FitSettings, configure_tensorflow
 from tiedae.transfer import load_source, matching_layers, train_source_classifier
 
 log = logging.getLogger("tiedae")
 
 
-def fit_settings(cfg: DictConfig, stage: DictConfig, patience: int | None) -> FitSettings:
+def fit_settings(
+    cfg: DictConfig, stage: DictConfig, patience: int | None, checkpoint: Checkpoint | None = None
+) -> FitSettings:
     runtime = cfg.runtime
     return FitSettings(
         epochs=stage.epochs,
@@ -49,6 +53,23 @@ def fit_settings(cfg: DictConfig, stage: DictConfig, patience: int | None) -> Fi
         steps_per_execution=runtime.steps_per_execution,
         validation_batch_size=runtime.validation_batch_size,
         verbose=runtime.verbose,
+        checkpoint=checkpoint,
+    )
+
+
+def run_checkpoint(cfg: DictConfig, folder: Path, run: RunLog, name: str) -> Checkpoint:
+    """Where ``run``'s training of stage ``name`` saves its state (in ``folder``) every
+    ``runtime.checkpoint_every`` epochs (0: never); a resume is tagged on the run."""
+
+    def resumed(part: str, epoch: int) -> None:
+        log.info("run %s: %s resumed from epoch %d", run.run_id, part, epoch)
+        run.set_tags({f"tiedae.resumed_from.{part}": epoch})
+
+    return Checkpoint(
+        folder / name,
+        every=cfg.runtime.get("checkpoint_every", 0),
+        name=name,
+        resumed=resumed,
     )
 
 
@@ -105,10 +126,15 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
-    with tracker.run(C.run_name(cfg), tags, parent_run_id=parent) as run:
-        run.log_params(C.flatten(cfg))
-        run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
+    resume = tracker.find_resumable({k: v for k, v in tags.items() if k in (ROLE, RUN_KEY, SWEEP)})
+    if resume:
+        log.info("%s: resuming run %s from its checkpoint", C.run_name(cfg), resume)
+    with tracker.run(C.run_name(cfg), tags, parent_run_id=parent, resume=resume) as run:
+        if not resume:  # a resumed run keeps its params (runtime options may differ now)
+            run.log_params(C.flatten(cfg))
+            run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         results = _train_and_log(cfg, splits, tracker, run)
+    shutil.rmtree(tracker.checkpoint_dir(run.run_id), ignore_errors=True)
     log.info("%s: test accuracy %.4f", C.run_name(cfg), results["test/accuracy"])
     print(f"test accuracy: {results['test/accuracy']:.4f}  ({C.run_name(cfg)})", flush=True)
     return results
@@ -132,9 +158,10 @@ def _train_network(
     pretrained = None
     if C.is_pretrained(cfg):
         pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
+    checkpoint = run_checkpoint(cfg, tracker.checkpoint_dir(run.run_id), run, "clf")
     classifier, history = train_classifier(
         splits, labeled, cfg.model, cfg.classifier,
-        fit_settings(cfg, cfg.classifier, cfg.classifier.patience),
+        fit_settings(cfg, cfg.classifier, cfg.classifier.patience, checkpoint),
         pretrained=pretrained, reuse=C.reuse_layers(cfg),
         on_epoch_end=epoch_logger(run, "clf"),
     )  # fmt: skip
@@ -202,11 +229,25 @@ def cached_model(
 def _train_and_store(
     tracker: Tracker, job: RunLog, key: str, name: str, tags: Mapping[str, Any], train: TrainModel
 ) -> keras.Model:
-    with tracker.run(name, {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}, job.run_id) as run:
+    """Train in a new pretraining run under ``job``, or continue the one a killed attempt of
+    this job left with a checkpoint (in the job's checkpoint folder, which makes the job
+    resumable: ``pretrain_checkpoints``)."""
+    tags = {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}
+    resume = tracker.find_resumable(
+        {ROLE: "pretrain", PRETRAIN_KEY: key, PARENT: job.run_id},
+        lambda run_id: pretrain_checkpoints(tracker, job, run_id),
+    )
+    with tracker.run(name, tags, job.run_id, resume=resume) as run:
         model = train(run)
         _log_model(run, model, Path(PRETRAINED_ARTIFACT).name)
+    shutil.rmtree(pretrain_checkpoints(tracker, job, run.run_id), ignore_errors=True)
     job.set_tags({"pretrain.run_id": run.run_id})
     return model
+
+
+def pretrain_checkpoints(tracker: Tracker, job: RunLog, run_id: str) -> Path:
+    """The checkpoint folder of pretraining run ``run_id`` nested under ``job``."""
+    return tracker.checkpoint_dir(job.run_id) / "pretrain" / run_id
 
 
 def _load_cached(tracker: Tracker, key: str, folder: Path) -> tuple[str, keras.Model] | None:
@@ -240,8 +281,9 @@ def autoencoder_layers(
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
         images = load_classes(cfg.data, None) if every_class else splits
         run.log_params({"pretrain.n_images": len(images.x_train)})
+        checkpoint = run_checkpoint(cfg, pretrain_checkpoints(tracker, job, run.run_id), run, "ae")
         autoencoder, history = pretrain(
-            images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
+            images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None, checkpoint),
             _fan_out(job, run, "ae"),
         )  # fmt: skip
         final = {f"ae/{k}": v for k, v in history.last.items()}
@@ -294,9 +336,14 @@ def builtin_source(cfg: DictConfig, tracker: Tracker, job: RunLog) -> keras.Mode
     def train(run: RunLog) -> keras.Model:
         run.log_params({**C.flatten(C.source_settings(cfg)), "source.classes": classes})
         source = load_classes(cfg.data, classes)
+        folder = pretrain_checkpoints(tracker, job, run.run_id)
         model, history = train_source_classifier(
             source, cfg.model, cfg.pretrain,
-            fit_settings(cfg, cfg.pretrain, cfg.pretrain.patience), _fan_out(job, run, "source"),
+            fit_settings(
+                cfg, cfg.pretrain, cfg.pretrain.patience,
+                run_checkpoint(cfg, folder, run, "source"),
+            ),
+            _fan_out(job, run, "source"),
         )  # fmt: skip
         test = evaluate_on_test(model, source, cfg.runtime.validation_batch_size)
         run.log_metrics({f"source/test_{k}": v for k, v in test.items()})

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,16 +188,30 @@ class Tracker:
 
     @contextlib.contextmanager
     def run(
-        self, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None
+        self,
+        name: str,
+        tags: Mapping[str, Any],
+        parent_run_id: str | None = None,
+        resume: str | None = None,
     ) -> Iterator[RunLog]:
-        """A run that ends FINISHED, or FAILED with the error, or KILLED on SIGTERM/Ctrl-C."""
-        all_tags = {**tags, HOST: socket.gethostname(), PID: os.getpid()}
-        if parent_run_id:
-            all_tags[PARENT] = parent_run_id
-        run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
-        )
-        log = RunLog(self.client, run.info.run_id)
+        """A run that ends FINISHED, or FAILED with the error, or KILLED on SIGTERM/Ctrl-C.
+
+        ``resume``: the id of a stopped run to reopen (RUNNING again, owned by this process)
+        instead of creating one; its metrics, params and tags stay.
+        """
+        if resume:
+            if "tiedae.error" in self.client.get_run(resume).data.tags:
+                self.client.delete_tag(resume, "tiedae.error")
+            self.set_status(resume, "RUNNING")
+            log = RunLog(self.client, resume)
+        else:
+            all_tags = {**tags, HOST: socket.gethostname(), PID: os.getpid()}
+            if parent_run_id:
+                all_tags[PARENT] = parent_run_id
+            run = self.client.create_run(
+                self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
+            )
+            log = RunLog(self.client, run.info.run_id)
         with sigterm_as_keyboard_interrupt():
             try:
                 yield log
@@ -210,6 +224,35 @@ class Tracker:
                 self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FAILED))
                 raise
         self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    # --- resuming a stopped run from its checkpoint ----------------------------------------
+
+    def checkpoint_dir(self, run_id: str) -> Path:
+        """The local folder of a run's training checkpoints (next to the sqlite store)."""
+        return self.settings.lock_dir.parent / "checkpoints" / run_id
+
+    def find_resumable(
+        self, tags: Mapping[str, str], folder: Callable[[str], Path] | None = None
+    ) -> str | None:
+        """The newest run with these tags that stopped before its end (KILLED, FAILED, or
+        RUNNING owned by a dead process on this host) and left a checkpoint here, in
+        ``folder(run id)`` (default ``checkpoint_dir``); or None."""
+        folder = folder or self.checkpoint_dir
+        where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+        host = socket.gethostname()
+        for run in self._search(f"{where} and attributes.status != 'FINISHED'"):
+            run_tags = run.data.tags
+            if run.info.status == "RUNNING" and (
+                run_tags.get(HOST) != host
+                or not run_tags.get(PID)
+                or _process_alive(int(run_tags[PID]))
+            ):
+                continue  # still training, or on another machine: not ours to take over
+            if run.info.status in ("KILLED", "FAILED", "RUNNING") and any(
+                folder(run.info.run_id).rglob("state.pkl")
+            ):
+                return run.info.run_id
+        return None
 
     def _search(self, filter_string: str, max_results: int = 1000) -> list:
         return self.client.search_runs(
