@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import logging
 import sys
+import time
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -29,6 +30,7 @@ class SweepParentCallback(Callback):
 
     def __init__(self) -> None:
         self.parent: str | None = None
+        self.name: str | None = None
         self.tracker = None
         self._signals = contextlib.ExitStack()
 
@@ -58,7 +60,7 @@ class SweepParentCallback(Callback):
         killed = self.tracker.mark_dead_runs_killed()
         if killed:
             log.info("marked %d runs of dead processes KILLED", len(killed))
-        self.parent = self.tracker.sweep_parent(name)
+        self.name, self.parent = name, self.tracker.sweep_parent(name)
         self.tracker.set_status(self.parent, "RUNNING")
         self._signals.enter_context(sigterm_as_keyboard_interrupt())
         atexit.register(self._close_stopped_sweep)
@@ -70,9 +72,16 @@ class SweepParentCallback(Callback):
             self._signals.close()
             self.tracker.set_status(self.parent, "FINISHED")
 
-    def _close_stopped_sweep(self) -> None:
-        """At exit of a sweep that never reached its end: close its parent and dead jobs."""
-        killed = self.tracker.mark_dead_runs_killed()
+    def _close_stopped_sweep(self, wait_s: float = 20.0) -> None:
+        """At exit of a sweep that never reached its end: close its parent and dead jobs.
+
+        Workers the launcher is stopping may take a moment to exit (or to mark their own runs
+        KILLED): wait for them, up to ``wait_s``, so that none of their runs stays RUNNING.
+        """
+        killed, deadline = self.tracker.mark_dead_runs_killed(), time.monotonic() + wait_s
+        while self.tracker.live_jobs(self.name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            killed += self.tracker.mark_dead_runs_killed()
         interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
         status = "KILLED" if interrupted else "FAILED"
         self.tracker.set_status(self.parent, status, error="the sweep stopped before its end")

@@ -370,6 +370,19 @@ class Tracker:
                 killed.append(run.info.run_id)
         return killed
 
+    def live_jobs(self, sweep: str) -> list[str]:
+        """The sweep's RUNNING job runs owned by other live processes on this host."""
+        host, me = socket.gethostname(), str(os.getpid())
+        runs = self._search(
+            f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}' "
+            "and attributes.status = 'RUNNING'"
+        )
+        return [
+            run.info.run_id for run in runs
+            if run.data.tags.get(HOST) == host and run.data.tags.get(PID) not in (None, me)
+            and _process_alive(int(run.data.tags[PID]))
+        ]  # fmt: skip
+
     def sweep_names(self) -> list[str]:
         """Sweep names, newest first."""
         runs = self._search(f"tags.`{ROLE}` = 'sweep'")
@@ -404,13 +417,18 @@ def _check_server(uri: str, timeout: float = 5.0) -> None:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs here; a zombie (exited, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux) or just gone: the signal said it was there
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _check_same_location(experiment, location: str | None, configured: str | None) -> None:
