@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,22 +105,81 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     return splits, tracker
 
 
-def run_experiment(cfg: DictConfig) -> dict[str, float]:
-    """Run one job; returns its test metrics (empty when skipped as already FINISHED)."""
+def run_experiment(cfg: DictConfig, job_log: Path | None = None) -> dict[str, float]:
+    """Run one job; returns its test metrics (empty when skipped as already FINISHED).
+
+    With ``job_log`` (a sweep's job), what the job prints (its per-epoch lines) goes to that
+    file, logged to the job's run as an artifact, and to the terminal only when
+    ``runtime.verbose`` is set to 1 or 2 (not ``auto``).
+    """
+    echo = cfg.runtime.verbose not in ("auto", 0, "0")
+    with printed_to(job_log, echo):
+        return _run_job(cfg, job_log)
+
+
+class _Tee:
+    """A text stream writing to a file and, optionally, to another stream."""
+
+    def __init__(self, file, echo):
+        self.file, self.echo = file, echo
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        if self.echo:
+            self.echo.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.echo:
+            self.echo.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def printed_to(path: Path | None, echo: bool) -> Iterator[None]:
+    """Send what is printed to ``path`` (appending) and, if ``echo``, still to stdout; without
+    ``echo`` the console shows only warnings (info lines stay in Hydra's job log file)."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    consoles = [
+        handler for handler in logging.getLogger().handlers
+        if type(handler) is logging.StreamHandler and not echo
+    ]  # fmt: skip
+    levels = [handler.level for handler in consoles]
+    try:
+        for handler in consoles:
+            handler.setLevel(max(handler.level, logging.WARNING))
+        with (
+            open(path, "a", buffering=1) as file,
+            contextlib.redirect_stdout(_Tee(file, sys.stdout if echo else None)),
+        ):
+            yield
+    finally:
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+
+
+def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     splits, tracker = prepare(cfg)
     configure_tensorflow(
         cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
     )
     sweep = cfg.sweep.get("name")
     run_key = C.settings_key(C.run_settings(cfg))
+    parent = tracker.sweep_parent(sweep) if sweep else None
     if sweep and not cfg.force:
         done = tracker.find_finished_job(sweep, run_key)
         if done:
             log.info(
                 "skipping %s: run %s already FINISHED (force=true reruns)", C.run_name(cfg), done
             )
+            tracker.note_skipped(parent, run_key)
             return {}
-    parent = tracker.sweep_parent(sweep) if sweep else None
     tags = {
         ROLE: "job", RUN_KEY: run_key, "method": C.method_name(cfg), "dataset": splits.name,
         "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
@@ -134,9 +195,11 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
             run.log_params(C.flatten(cfg))
             run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         results = _train_and_log(cfg, splits, tracker, run)
+        log.info("%s: test accuracy %.4f", C.run_name(cfg), results["test/accuracy"])
+        print(f"test accuracy: {results['test/accuracy']:.4f}  ({C.run_name(cfg)})", flush=True)
+        if job_log is not None:
+            run.log_artifact(job_log, "logs")
     shutil.rmtree(tracker.checkpoint_dir(run.run_id), ignore_errors=True)
-    log.info("%s: test accuracy %.4f", C.run_name(cfg), results["test/accuracy"])
-    print(f"test accuracy: {results['test/accuracy']:.4f}  ({C.run_name(cfg)})", flush=True)
     return results
 
 

@@ -35,6 +35,7 @@ RUN_KEY = "tiedae.run_key"
 PRETRAIN_KEY = "tiedae.pretrain_key"
 HOST, PID = "tiedae.host", "tiedae.pid"
 PARENT = "mlflow.parentRunId"
+SKIPPED = "tiedae.skipped."  # + run key, on a sweep's parent: a job skipped as FINISHED
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
 
 
@@ -382,6 +383,31 @@ class Tracker:
             if run.data.tags.get(HOST) == host and run.data.tags.get(PID) not in (None, me)
             and _process_alive(int(run.data.tags[PID]))
         ]  # fmt: skip
+
+    def note_skipped(self, parent_run_id: str, run_key: str) -> None:
+        """Record on the sweep's parent run that a job was skipped (already FINISHED)."""
+        self.client.set_tag(parent_run_id, f"{SKIPPED}{run_key}", str(int(time.time() * 1000)))
+
+    def sweep_progress(self, sweep: str, parent_run_id: str, since_ms: int) -> dict[str, int]:
+        """What the sweep's jobs did since ``since_ms``: runs ended FINISHED (``done``, of
+        them ``hits`` loaded their pretrained model from the cache), ended otherwise
+        (``failed``), ``running``, and jobs ``skipped`` as already FINISHED."""
+        counts = dict.fromkeys(("done", "failed", "running", "skipped", "hits"), 0)
+        for run in self._search(
+            f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'", max_results=50000
+        ):
+            status, ended = run.info.status, run.info.end_time or 0
+            if status == "RUNNING":
+                counts["running"] += 1
+            elif ended >= since_ms:
+                counts["done" if status == "FINISHED" else "failed"] += 1
+                if status == "FINISHED" and run.data.tags.get("pretrain.cache") == "hit":
+                    counts["hits"] += 1
+        tags = self.client.get_run(parent_run_id).data.tags
+        counts["skipped"] = sum(
+            1 for key, value in tags.items() if key.startswith(SKIPPED) and int(value) >= since_ms
+        )
+        return counts
 
     def sweep_names(self) -> list[str]:
         """Sweep names, newest first."""
