@@ -333,7 +333,9 @@ def fit(
 def _restore(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, state: Mapping[str, Any]
 ) -> None:
-    """The model's variables (weights and random-seed states) and the optimizer's (built)."""
+    """The model's variables (weights and random-seed states) and the optimizer's."""
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
     for variables, values in ((model.variables, state["model"]),
                               (optimizer.variables, state["optimizer"])):  # fmt: skip
         if len(variables) != len(values):
