@@ -87,14 +87,14 @@ class SweepParentCallback(Callback):
         Workers the launcher is stopping may take a moment to exit (or to mark their own runs
         KILLED): wait for them, up to ``wait_s``, so that none of their runs stays RUNNING.
         """
+        if self.progress:
+            self.progress.stop()  # no more reads of the store while runs are being closed
         killed, deadline = self.tracker.mark_dead_runs_killed(), time.monotonic() + wait_s
         while self.tracker.live_jobs(self.name) and time.monotonic() < deadline:
             time.sleep(0.5)
             killed += self.tracker.mark_dead_runs_killed()
         interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
         status = "KILLED" if interrupted else "FAILED"
-        if self.progress:
-            self.progress.stop()
         self.tracker.set_status(self.parent, status, error="the sweep stopped before its end")
         log.info("sweep stopped early: parent %s, %d dead jobs marked KILLED", status, len(killed))
 
@@ -133,7 +133,7 @@ class Progress:
         total: int | None,
         poll: Callable[[], Mapping[str, int]],
         out: TextIO | None = None,
-        interval: float = 2.0,
+        interval: float = 5.0,
     ) -> None:
         self.name, self.total, self.poll, self.interval = name, total, poll, interval
         self.out = out or sys.stdout
