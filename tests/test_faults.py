@@ -29,6 +29,7 @@ LONG_PRETRAINING = "pretrain.epochs=60"  # a few seconds: time to kill it mid-tr
 KILL_SWEEP = [
     "experiment=sweep_smoke", "sweep.name=killed", "seed=1", "method=scratch,tied_frozen",
     "labels.count=50", LONG_PRETRAINING, "classifier.epochs=3", "runtime.threads=1",
+    "runtime.checkpoint_every=0",  # no resume from checkpoints here: tests/test_resume.py
 ]  # fmt: skip
 
 
@@ -66,10 +67,17 @@ def interrupt_sweep(root: Path, launcher: list[str], kill, known: set[str]):
         assert process.poll() is None, (root / "log.txt").read_text()[-3000:]
         kill(process, run)
         code = process.wait(timeout=120)
+        if code != -signal.SIGKILL:  # its workers may still be closing their runs
+            wait_for(lambda: settled(tracker), 60, "every run closed")
     finally:
         stop_group(process)
     known.add(run.info.run_id)
     return tracker.client.get_run(run.info.run_id), code
+
+
+def settled(tracker: Tracker) -> bool:
+    """No run RUNNING and the sweep's parent closed: the stopped sweep has been cleaned up."""
+    return "RUNNING" not in str(statuses(tracker))
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """The smoke sweep through the real CLI: caching, parent/child runs, resume after a kill, joblib."""
 
+import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -30,6 +32,18 @@ def pretrainings(client: MlflowClient) -> list:
     return search(client, "tags.`tiedae.role` = 'pretrain'")
 
 
+def final_progress(stdout: str) -> dict[str, int]:
+    """The counts of the sweep's last progress line (tiedae.sweep.Progress)."""
+    lines = re.findall(
+        r"sweep smoke: (\d+)/(\d+) jobs \((\d+) done, (\d+) skipped, (\d+) failed, "
+        r"(\d+) running\), (\d+) cache hits",
+        stdout,
+    )
+    assert lines, stdout[-3000:]
+    names = ("ended", "total", "done", "skipped", "failed", "running", "hits")
+    return dict(zip(names, map(int, lines[-1]), strict=True))
+
+
 def assert_complete(client: MlflowClient, n_jobs: int, n_autoencoders: int) -> None:
     """Every job of the grid FINISHED exactly once; each autoencoder trained once."""
     finished = [run for run in jobs(client) if run.info.status == "FINISHED"]
@@ -42,9 +56,18 @@ def assert_complete(client: MlflowClient, n_jobs: int, n_autoencoders: int) -> N
 
 
 def test_smoke_sweep_trains_each_autoencoder_once_then_tables_and_resumes(store, tmp_path):
-    run_cli(*SMOKE, *store)
+    first = run_cli(*SMOKE, *store)
     client = MlflowClient(store[0].split("=", 1)[1])
     assert_complete(client, N_JOBS, N_AUTOENCODERS)
+    # one progress line every few jobs, its final counts those of the store; no epoch lines
+    progress = final_progress(first.stdout)
+    cache_hits = sum(run.data.tags.get("pretrain.cache") == "hit" for run in jobs(client))
+    assert progress == {"ended": N_JOBS, "total": N_JOBS, "done": len(jobs(client)),
+                        "skipped": 0, "failed": 0, "running": 0, "hits": cache_hits}  # fmt: skip
+    assert "epoch 1/" not in first.stdout and "test accuracy:" not in first.stdout
+    some_job = jobs(client)[0].info.run_id
+    job_log = client.download_artifacts(some_job, "logs/train.log", str(tmp_path))
+    assert "test accuracy:" in Path(job_log).read_text()
     [parent] = search(client, "tags.`tiedae.role` = 'sweep'")
     assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep smoke"
     children = jobs(client)
@@ -75,7 +98,8 @@ def test_smoke_sweep_trains_each_autoencoder_once_then_tables_and_resumes(store,
     }
 
     again = run_cli(*SMOKE, *store)
-    assert again.stdout.count("test accuracy:") == 0  # every job skipped as FINISHED
+    assert final_progress(again.stdout)["skipped"] == N_JOBS  # every job skipped as FINISHED
+    assert final_progress(again.stdout)["done"] == 0
     assert len(jobs(client)) == N_JOBS
 
 
@@ -84,3 +108,5 @@ def test_joblib_launcher_with_two_workers_logs_every_run(store):
     result = run_cli(*SMOKE, "seed=1", *store, *parallel)  # half the grid: 8 jobs, 2 autoencoders
     assert "database is locked" not in result.stdout + result.stderr
     assert_complete(MlflowClient(store[0].split("=", 1)[1]), N_JOBS // 2, N_AUTOENCODERS // 2)
+    progress = final_progress(result.stdout)
+    assert (progress["ended"], progress["done"], progress["total"]) == (8, 8, 8)

@@ -11,7 +11,15 @@ from omegaconf import DictConfig
 
 from tiedae.data import Splits
 from tiedae.models import model_family, set_hidden_trainable, transplant_encoder
-from tiedae.training import EpochCallback, FitSettings, History, evaluate, fit, make_optimizer
+from tiedae.training import (
+    EpochCallback,
+    FitSettings,
+    History,
+    evaluate,
+    fit,
+    make_optimizer,
+    with_part,
+)
 
 ACCURACY = {"accuracy": keras.metrics.sparse_categorical_accuracy}
 
@@ -68,14 +76,14 @@ def _fit_gradually(
     set_hidden_trainable(classifier, reuse, False)
     head = _fit(
         classifier, splits, labeled, classifier_cfg, classifier_cfg.learning_rate,
-        replace(settings, epochs=classifier_cfg.frozen_epochs), on_epoch_end,
+        replace(with_part(settings, "head"), epochs=classifier_cfg.frozen_epochs), on_epoch_end,
     )  # fmt: skip
     head_weights = classifier.get_weights()
     set_hidden_trainable(classifier, reuse, True)
     offset = len(head.epochs)
     tuned = _fit(
         classifier, splits, labeled, classifier_cfg, classifier_cfg.finetune_learning_rate,
-        settings, _shifted(on_epoch_end, offset),
+        with_part(settings, "finetune"), _shifted(on_epoch_end, offset),
     )  # fmt: skip
     history = History(epochs=head.epochs + tuned.epochs, seconds=head.seconds + tuned.seconds)
     if tuned.best_epoch is None:  # a fixed epoch budget (no validation): keep the last weights

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from tiedae.config import CONFIG_DIR, ConfigError, DivergedError, validate
@@ -24,13 +27,24 @@ def exit_with_error(error: Exception) -> NoReturn:
     raise SystemExit(2) from None
 
 
+def sweep_job_log(cfg: DictConfig) -> Path | None:
+    """A sweep job's own log file (its per-epoch lines) in its Hydra output folder; None for
+    a single run, whose lines go to the terminal."""
+    if not cfg.sweep.get("name") or not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return Path(hydra_cfg.runtime.output_dir) / "train.log"
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)  # before TensorFlow loads: a bad value fails in a second
         from tiedae.pipeline import run_experiment  # deferred: --help and --cfg stay fast
 
-        results = run_experiment(cfg)
+        results = run_experiment(cfg, job_log=sweep_job_log(cfg))
     except USER_ERRORS as error:
         exit_with_error(error)
     return results.get("test/accuracy")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from tiedae.pretrain import (
 from tiedae.probes import log_probes
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import (
+    PARENT,
     PRETRAIN_KEY,
     ROLE,
     RUN_KEY,
@@ -51,7 +55,7 @@ from tiedae.tracking import (
     TrackingSettings,
     load_keras_model,
 )
-from tiedae.training import FitSettings, History, configure_tensorflow
+from tiedae.training import Checkpoint, FitSettings, History, configure_tensorflow
 from tiedae.transfer import load_source, matching_layers, train_source_classifier
 
 log = logging.getLogger("tiedae")
@@ -60,7 +64,9 @@ PRETRAINED_MODEL = "pretrained"  # the logged model of a pretraining run (a cach
 EXAMPLE_ROWS = 2  # validation images stored as each logged model's input example
 
 
-def fit_settings(cfg: DictConfig, stage: DictConfig, patience: int | None) -> FitSettings:
+def fit_settings(
+    cfg: DictConfig, stage: DictConfig, patience: int | None, checkpoint: Checkpoint | None = None
+) -> FitSettings:
     runtime = cfg.runtime
     return FitSettings(
         epochs=stage.epochs,
@@ -71,6 +77,23 @@ def fit_settings(cfg: DictConfig, stage: DictConfig, patience: int | None) -> Fi
         jit=runtime.get("jit", False),
         validation_batch_size=runtime.validation_batch_size,
         verbose=runtime.verbose,
+        checkpoint=checkpoint,
+    )
+
+
+def run_checkpoint(cfg: DictConfig, folder: Path, run: RunLog, name: str) -> Checkpoint:
+    """Where ``run``'s training of stage ``name`` saves its state (in ``folder``) every
+    ``runtime.checkpoint_every`` epochs (0: never); a resume is tagged on the run."""
+
+    def resumed(part: str, epoch: int) -> None:
+        log.info("run %s: %s resumed from epoch %d", run.run_id, part, epoch)
+        run.set_tags({f"tiedae.resumed_from.{part}": epoch})
+
+    return Checkpoint(
+        folder / name,
+        every=cfg.runtime.get("checkpoint_every", 0),
+        name=name,
+        resumed=resumed,
     )
 
 
@@ -105,8 +128,66 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     return splits, tracker
 
 
-def run_experiment(cfg: DictConfig) -> dict[str, float]:
-    """Run one job; returns its test metrics (empty when skipped as already FINISHED)."""
+def run_experiment(cfg: DictConfig, job_log: Path | None = None) -> dict[str, float]:
+    """Run one job; returns its test metrics (empty when skipped as already FINISHED).
+
+    With ``job_log`` (a sweep's job), what the job prints (its per-epoch lines) goes to that
+    file, logged to the job's run as an artifact, and to the terminal only when
+    ``runtime.verbose`` is set to 1 or 2 (not ``auto``).
+    """
+    echo = cfg.runtime.verbose not in ("auto", 0, "0")
+    with printed_to(job_log, echo):
+        return _run_job(cfg, job_log)
+
+
+class _Tee:
+    """A text stream writing to a file and, optionally, to another stream."""
+
+    def __init__(self, file, echo):
+        self.file, self.echo = file, echo
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        if self.echo:
+            self.echo.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.echo:
+            self.echo.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def printed_to(path: Path | None, echo: bool) -> Iterator[None]:
+    """Send what is printed to ``path`` (appending) and, if ``echo``, still to stdout; without
+    ``echo`` the console shows only warnings (info lines stay in Hydra's job log file)."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    consoles = [
+        handler for handler in logging.getLogger().handlers
+        if type(handler) is logging.StreamHandler and not echo
+    ]  # fmt: skip
+    levels = [handler.level for handler in consoles]
+    try:
+        for handler in consoles:
+            handler.setLevel(max(handler.level, logging.WARNING))
+        with (
+            open(path, "a", buffering=1) as file,
+            contextlib.redirect_stdout(_Tee(file, sys.stdout if echo else None)),
+        ):
+            yield
+    finally:
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+
+
+def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     splits, tracker = prepare(cfg)
     configure_tensorflow(
         cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
@@ -114,6 +195,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
     sweep = cfg.sweep.get("name")
     settings = C.run_settings(cfg)
     run_key, parts = C.settings_key(settings), C.key_parts(settings)
+    parent = tracker.sweep_parent(sweep) if sweep else None
     if sweep and not cfg.force:
         done = tracker.find_finished_job(sweep, run_key)
         if done:
@@ -121,9 +203,9 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
                 "skipping %s: run %s already FINISHED with the same key %s (%s); force=true "
                 "reruns", C.run_name(cfg), done, run_key, _describe(parts),
             )  # fmt: skip
+            tracker.note_skipped(parent, run_key)
             return {}
         _explain_new_key(tracker, "job", C.run_name(cfg), sweep, parts)
-    parent = tracker.sweep_parent(sweep) if sweep else None
     tags = {
         ROLE: "job", RUN_KEY: run_key, "method": C.method_name(cfg), "dataset": splits.name,
         "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
@@ -133,12 +215,19 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
-    with tracker.run(C.run_name(cfg), tags, parent_run_id=parent) as run:
-        run.log_params(C.flatten(cfg))
-        run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
+    resume = tracker.find_resumable({k: v for k, v in tags.items() if k in (ROLE, RUN_KEY, SWEEP)})
+    if resume:
+        log.info("%s: resuming run %s from its checkpoint", C.run_name(cfg), resume)
+    with tracker.run(C.run_name(cfg), tags, parent_run_id=parent, resume=resume) as run:
+        if not resume:  # a resumed run keeps its params (runtime options may differ now)
+            run.log_params(C.flatten(cfg))
+            run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         results = _train_and_log(cfg, splits, tracker, run)
-    log.info("%s: test accuracy %.4f", C.run_name(cfg), results["test/accuracy"])
-    print(f"test accuracy: {results['test/accuracy']:.4f}  ({C.run_name(cfg)})", flush=True)
+        log.info("%s: test accuracy %.4f", C.run_name(cfg), results["test/accuracy"])
+        print(f"test accuracy: {results['test/accuracy']:.4f}  ({C.run_name(cfg)})", flush=True)
+        if job_log is not None:
+            run.log_artifact(job_log, "logs")
+    shutil.rmtree(tracker.checkpoint_dir(run.run_id), ignore_errors=True)
     return results
 
 
@@ -207,7 +296,8 @@ def _train_network(
     pretrained = None
     if C.is_pretrained(cfg):
         pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
-    settings = fit_settings(cfg, cfg.classifier, cfg.classifier.patience)
+    checkpoint = run_checkpoint(cfg, tracker.checkpoint_dir(run.run_id), run, "clf")
+    settings = fit_settings(cfg, cfg.classifier, cfg.classifier.patience, checkpoint)
     if view.fixed_epochs:  # too few labels to validate: a fixed budget, no early stopping
         settings = replace(settings, epochs=view.fixed_epochs, patience=None)
     if C.uses_objective(cfg):
@@ -340,13 +430,28 @@ def _train_and_store(
     tracker: Tracker, job: RunLog, key: str, name: str, tags: Mapping[str, Any],
     train: TrainModel, example: np.ndarray | None = None,
 ) -> keras.Model:  # fmt: skip
-    with tracker.run(name, {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}, job.run_id) as run:
+    """Train in a new pretraining run under ``job``, or continue the one a killed attempt of
+    this job left with a checkpoint (in the job's checkpoint folder, which makes the job
+    resumable: ``pretrain_checkpoints``). The model is logged as the MLflow model
+    ``pretrained``, ``example`` its input example."""
+    tags = {**tags, ROLE: "pretrain", PRETRAIN_KEY: key}
+    resume = tracker.find_resumable(
+        {ROLE: "pretrain", PRETRAIN_KEY: key, PARENT: job.run_id},
+        lambda run_id: pretrain_checkpoints(tracker, job, run_id),
+    )
+    with tracker.run(name, tags, job.run_id, resume=resume) as run:
         model = train(run)
         if example is None:
             example = np.zeros((EXAMPLE_ROWS, *model.input_shape[1:]), dtype=np.float32)
         run.log_model(model, PRETRAINED_MODEL, example)
+    shutil.rmtree(pretrain_checkpoints(tracker, job, run.run_id), ignore_errors=True)
     job.set_tags({"pretrain.run_id": run.run_id})
     return model
+
+
+def pretrain_checkpoints(tracker: Tracker, job: RunLog, run_id: str) -> Path:
+    """The checkpoint folder of pretraining run ``run_id`` nested under ``job``."""
+    return tracker.checkpoint_dir(job.run_id) / "pretrain" / run_id
 
 
 def _load_cached(
@@ -388,8 +493,9 @@ def autoencoder_layers(
             images = pretraining_view(load_classes(cfg.data, None), cfg.protocol)
         run.log_params({"pretrain.n_images": len(images.pretrain_images)})
         run.log_datasets(dataset_inputs(cfg.data, images, contexts=("training",)))
+        checkpoint = run_checkpoint(cfg, pretrain_checkpoints(tracker, job, run.run_id), run, "ae")
         autoencoder, history = pretrain(
-            images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None),
+            images, cfg.model, cfg.pretrain, fit_settings(cfg, cfg.pretrain, None, checkpoint),
             _fan_out(job, run, "ae"),
         )  # fmt: skip
         final = {f"ae/{k}": v for k, v in history.last.items()}
@@ -452,9 +558,14 @@ def builtin_source(
         run.set_tags({"protocol": C.protocol_name(cfg)})
         source = pretraining_view(load_classes(cfg.data, classes), cfg.protocol)
         run.log_datasets(dataset_inputs(cfg.data, source, contexts=("training",)))
+        folder = pretrain_checkpoints(tracker, job, run.run_id)
         model, history = train_source_classifier(
             source, cfg.model, cfg.pretrain,
-            fit_settings(cfg, cfg.pretrain, cfg.pretrain.patience), _fan_out(job, run, "source"),
+            fit_settings(
+                cfg, cfg.pretrain, cfg.pretrain.patience,
+                run_checkpoint(cfg, folder, run, "source"),
+            ),
+            _fan_out(job, run, "source"),
         )  # fmt: skip
         test = evaluate_on_test(model, source, cfg.runtime.validation_batch_size)
         run.log_metrics({f"source/test_{k}": v for k, v in test.items()})

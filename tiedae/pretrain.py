@@ -19,7 +19,15 @@ from tiedae.models import (
     rounded_accuracy,
     weight_layers,
 )
-from tiedae.training import EpochCallback, FitSettings, History, fit, make_optimizer, predict
+from tiedae.training import (
+    EpochCallback,
+    FitSettings,
+    History,
+    fit,
+    make_optimizer,
+    predict,
+    with_part,
+)
 
 PRETRAINED_ARTIFACT = "models/pretrained.keras"  # where a pretraining run stores its model
 
@@ -110,7 +118,7 @@ def pretrain_greedy(
             stage, x_train, x_train, (x_valid, x_valid),
             loss=keras.losses.get(pretrain_cfg.loss if first else "mse"),
             optimizer=_stage_optimizer(pretrain_cfg, first),
-            settings=settings,
+            settings=with_part(settings, f"stage{depth}"),
             metrics={"rounded_accuracy": rounded_accuracy} if first else None,
             on_epoch_end=_stage_logger(on_epoch_end, depth, len(history.epochs)),
         )  # fmt: skip

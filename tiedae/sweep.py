@@ -6,7 +6,10 @@ import atexit
 import contextlib
 import logging
 import sys
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -29,6 +32,8 @@ class SweepParentCallback(Callback):
 
     def __init__(self) -> None:
         self.parent: str | None = None
+        self.name: str | None = None
+        self.progress: Progress | None = None
         self.tracker = None
         self._signals = contextlib.ExitStack()
 
@@ -58,23 +63,144 @@ class SweepParentCallback(Callback):
         killed = self.tracker.mark_dead_runs_killed()
         if killed:
             log.info("marked %d runs of dead processes KILLED", len(killed))
-        self.parent = self.tracker.sweep_parent(name)
+        self.name, self.parent = name, self.tracker.sweep_parent(name)
         self.tracker.set_status(self.parent, "RUNNING")
         self.tracker.record_sweep_start(self.parent, " ".join(["tiedae", *sys.argv[1:]]))
         self._signals.enter_context(sigterm_as_keyboard_interrupt())
         atexit.register(self._close_stopped_sweep)
         log.info("sweep %s: parent run %s", name, self.parent)
+        tracker, parent, since = self.tracker, self.parent, int(time.time() * 1000)
+        self.progress = Progress(
+            name, sweep_size(config), lambda: tracker.sweep_progress(name, parent, since)
+        )
+        self.progress.start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent:
             atexit.unregister(self._close_stopped_sweep)
             self._signals.close()
+            self.progress.stop()
             self.tracker.set_status(self.parent, "FINISHED")
 
-    def _close_stopped_sweep(self) -> None:
-        """At exit of a sweep that never reached its end: close its parent and dead jobs."""
-        killed = self.tracker.mark_dead_runs_killed()
+    def _close_stopped_sweep(self, wait_s: float = 20.0) -> None:
+        """At exit of a sweep that never reached its end: close its parent and dead jobs.
+
+        Workers the launcher is stopping may take a moment to exit (or to mark their own runs
+        KILLED): wait for them, up to ``wait_s``, so that none of their runs stays RUNNING.
+        """
+        if self.progress:
+            self.progress.stop()  # no more reads of the store while runs are being closed
+        killed, deadline = self.tracker.mark_dead_runs_killed(), time.monotonic() + wait_s
+        while self.tracker.live_jobs(self.name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            killed += self.tracker.mark_dead_runs_killed()
         interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
         status = "KILLED" if interrupted else "FAILED"
         self.tracker.set_status(self.parent, status, error="the sweep stopped before its end")
         log.info("sweep stopped early: parent %s, %d dead jobs marked KILLED", status, len(killed))
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs Hydra's basic sweeper makes: the product of the swept values' counts,
+    the sweeper's ``params`` overridden by the command line's. None if it cannot tell."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parser = OverridesParser.create()
+        params = config.hydra.sweeper.get("params") or {}
+        by_key = {key: f"{key}={value}" for key, value in params.items()}
+        for text in config.hydra.overrides.task:
+            by_key[parser.parse_override(text).key_or_group] = text
+        total = 1
+        for override in parser.parse_overrides(list(by_key.values())):
+            if override.is_sweep_override():
+                total *= len(list(override.sweep_string_iterator()))
+        return total
+    except Exception:  # another sweeper's syntax: show counts without a total
+        return None
+
+
+class Progress:
+    """One line for a sweep: jobs done / skipped / failed of the total, cache hits, elapsed
+    time and an estimate of what is left, read from the store by a background thread.
+
+    On a terminal the line is redrawn in place as a progress bar; elsewhere (a log file, CI)
+    a line is printed every ``every`` jobs (about a tenth of the sweep) and at the end.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        total: int | None,
+        poll: Callable[[], Mapping[str, int]],
+        out: TextIO | None = None,
+        interval: float = 5.0,
+    ) -> None:
+        self.name, self.total, self.poll, self.interval = name, total, poll, interval
+        self.out = out or sys.stdout
+        self.live = self.out.isatty()
+        self.every = max(1, (total or 10) // 10)
+        self.started = time.monotonic()
+        self.printed = 0  # jobs ended when the last line was printed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweep-progress", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and print the final line."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.show(self.read(), final=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            counts = self.read()
+            if counts is not None:
+                self.show(counts)
+
+    def read(self) -> Mapping[str, int] | None:
+        try:
+            return self.poll()
+        except Exception as error:  # a busy store: try again at the next tick
+            log.debug("sweep progress: %s", error)
+            return None
+
+    def show(self, counts: Mapping[str, int] | None, final: bool = False) -> None:
+        if counts is None:
+            return
+        ended = counts["done"] + counts["skipped"] + counts["failed"]
+        if not (self.live or final or ended >= self.printed + self.every):
+            return
+        self.printed = ended
+        line = self.line(counts, time.monotonic() - self.started)
+        if self.live:
+            end = "\n" if final else ""
+            self.out.write(f"\r\033[K{line}{end}")
+        else:
+            self.out.write(f"{line}\n")
+        self.out.flush()
+
+    def line(self, counts: Mapping[str, int], elapsed: float) -> str:
+        done, skipped, failed = counts["done"], counts["skipped"], counts["failed"]
+        ended = done + skipped + failed
+        total = self.total if self.total is not None else "?"
+        text = (
+            f"sweep {self.name}: {ended}/{total} jobs ({done} done, {skipped} skipped, "
+            f"{failed} failed, {counts['running']} running), {counts['hits']} cache hits, "
+            f"{_clock(elapsed)} elapsed"
+        )
+        trained = done + failed
+        if self.total and trained and ended < self.total:
+            text += f", ~{_clock(elapsed / trained * (self.total - ended))} left"
+        if self.live and self.total:
+            filled = round(20 * min(ended, self.total) / self.total)
+            text = f"[{'#' * filled}{'.' * (20 - filled)}] {text}"
+        return text
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

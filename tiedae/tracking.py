@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 import weakref
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ HOST, PID = "tiedae.host", "tiedae.pid"
 SWEEP_STARTED = "tiedae.sweep_started_ms"  # on a sweep's parent: when it was last started
 SWEEP_COMMANDS = "tiedae.commands"  # on a sweep's parent: the command lines that ran it
 PARENT = "mlflow.parentRunId"
+SKIPPED = "tiedae.skipped."  # + run key, on a sweep's parent: a job skipped as FINISHED
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows on the experiment page
 EXPERIMENT_KIND = "mlflow.experimentKind"  # custom_model_development: the UI opens on runs
@@ -341,16 +342,30 @@ class Tracker:
 
     @contextlib.contextmanager
     def run(
-        self, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None
+        self,
+        name: str,
+        tags: Mapping[str, Any],
+        parent_run_id: str | None = None,
+        resume: str | None = None,
     ) -> Iterator[RunLog]:
-        """A run that ends FINISHED, or FAILED with the error, or KILLED on SIGTERM/Ctrl-C."""
-        all_tags = {**tags, HOST: socket.gethostname(), PID: os.getpid()}
-        if parent_run_id:
-            all_tags[PARENT] = parent_run_id
-        run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
-        )
-        log = RunLog(self.client, run.info.run_id, self.experiment_id)
+        """A run that ends FINISHED, or FAILED with the error, or KILLED on SIGTERM/Ctrl-C.
+
+        ``resume``: the id of a stopped run to reopen (RUNNING again, owned by this process)
+        instead of creating one; its metrics, params and tags stay.
+        """
+        if resume:
+            if "tiedae.error" in self.client.get_run(resume).data.tags:
+                self.client.delete_tag(resume, "tiedae.error")
+            self.set_status(resume, "RUNNING")
+            log = RunLog(self.client, resume, self.experiment_id)
+        else:
+            all_tags = {**tags, HOST: socket.gethostname(), PID: os.getpid()}
+            if parent_run_id:
+                all_tags[PARENT] = parent_run_id
+            run = self.client.create_run(
+                self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
+            )
+            log = RunLog(self.client, run.info.run_id, self.experiment_id)
         with sigterm_as_keyboard_interrupt():
             try:
                 yield log
@@ -363,6 +378,35 @@ class Tracker:
                 self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FAILED))
                 raise
         self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    # --- resuming a stopped run from its checkpoint ----------------------------------------
+
+    def checkpoint_dir(self, run_id: str) -> Path:
+        """The local folder of a run's training checkpoints (next to the sqlite store)."""
+        return self.settings.lock_dir.parent / "checkpoints" / run_id
+
+    def find_resumable(
+        self, tags: Mapping[str, str], folder: Callable[[str], Path] | None = None
+    ) -> str | None:
+        """The newest run with these tags that stopped before its end (KILLED, FAILED, or
+        RUNNING owned by a dead process on this host) and left a checkpoint here, in
+        ``folder(run id)`` (default ``checkpoint_dir``); or None."""
+        folder = folder or self.checkpoint_dir
+        where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+        host = socket.gethostname()
+        for run in self._search(f"{where} and attributes.status != 'FINISHED'"):
+            run_tags = run.data.tags
+            if run.info.status == "RUNNING" and (
+                run_tags.get(HOST) != host
+                or not run_tags.get(PID)
+                or _process_alive(int(run_tags[PID]))
+            ):
+                continue  # still training, or on another machine: not ours to take over
+            if run.info.status in ("KILLED", "FAILED", "RUNNING") and any(
+                folder(run.info.run_id).rglob("state.pkl")
+            ):
+                return run.info.run_id
+        return None
 
     def _search(self, filter_string: str, max_results: int = 1000) -> list:
         return self.client.search_runs(
@@ -565,6 +609,44 @@ class Tracker:
                 killed.append(run.info.run_id)
         return killed
 
+    def live_jobs(self, sweep: str) -> list[str]:
+        """The sweep's RUNNING job runs owned by other live processes on this host."""
+        host, me = socket.gethostname(), str(os.getpid())
+        runs = self._search(
+            f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}' "
+            "and attributes.status = 'RUNNING'"
+        )
+        return [
+            run.info.run_id for run in runs
+            if run.data.tags.get(HOST) == host and run.data.tags.get(PID) not in (None, me)
+            and _process_alive(int(run.data.tags[PID]))
+        ]  # fmt: skip
+
+    def note_skipped(self, parent_run_id: str, run_key: str) -> None:
+        """Record on the sweep's parent run that a job was skipped (already FINISHED)."""
+        self.client.set_tag(parent_run_id, f"{SKIPPED}{run_key}", str(int(time.time() * 1000)))
+
+    def sweep_progress(self, sweep: str, parent_run_id: str, since_ms: int) -> dict[str, int]:
+        """What the sweep's jobs did since ``since_ms``: runs ended FINISHED (``done``, of
+        them ``hits`` loaded their pretrained model from the cache), ended otherwise
+        (``failed``), ``running``, and jobs ``skipped`` as already FINISHED."""
+        counts = dict.fromkeys(("done", "failed", "running", "skipped", "hits"), 0)
+        for run in self._search(
+            f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'", max_results=50000
+        ):
+            status, ended = run.info.status, run.info.end_time or 0
+            if status == "RUNNING":
+                counts["running"] += 1
+            elif ended >= since_ms:
+                counts["done" if status == "FINISHED" else "failed"] += 1
+                if status == "FINISHED" and run.data.tags.get("pretrain.cache") == "hit":
+                    counts["hits"] += 1
+        tags = self.client.get_run(parent_run_id).data.tags
+        counts["skipped"] = sum(
+            1 for key, value in tags.items() if key.startswith(SKIPPED) and int(value) >= since_ms
+        )
+        return counts
+
     def sweep_names(self) -> list[str]:
         """Sweep names, newest first."""
         runs = self._search(f"tags.`{ROLE}` = 'sweep'")
@@ -661,13 +743,18 @@ def _check_server(uri: str, timeout: float = 5.0) -> None:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs here; a zombie (exited, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux) or just gone: the signal said it was there
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _check_same_location(experiment, location: str | None, configured: str | None) -> None:

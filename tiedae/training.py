@@ -14,10 +14,14 @@ against a plain eager loop. ``make bench`` measures the speed against the seed's
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -47,6 +51,44 @@ class FitSettings:
     jit: bool | str = False  # the loop compiled by XLA: True, False or "auto" (runtime.jit)
     validation_batch_size: int = 1000
     verbose: int = 2  # 0 silent, 1 progress bar, 2 one line an epoch
+    checkpoint: Checkpoint | None = None  # save every few epochs, resume from the last
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where ``fit`` saves its whole state every ``every`` epochs, and resumes from.
+
+    The state (model and optimizer variables, epoch, early-stopping state, history) is one
+    pickle written atomically, so a process killed while saving leaves the previous one. A
+    training of several ``fit`` calls gives each its own ``part``; a ``fit`` that ran to its
+    end saves a final state, so a resumed training passes over it without training again.
+    ``resumed`` is told the name and the epoch a ``fit`` resumed after.
+    """
+
+    folder: Path
+    every: int = 1
+    name: str = "fit"
+    resumed: Callable[[str, int], None] | None = None
+
+    def part(self, name: str) -> Checkpoint:
+        return replace(self, folder=self.folder / name, name=f"{self.name}/{name}")
+
+    @property
+    def path(self) -> Path:
+        return self.folder / "state.pkl"
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.is_file():
+            return None
+        with open(self.path, "rb") as handle:
+            return pickle.load(handle)
+
+    def save(self, state: Mapping[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        with open(partial, "wb") as handle:
+            pickle.dump(dict(state), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, self.path)
 
 
 @dataclass
@@ -58,6 +100,13 @@ class History:
     @property
     def last(self) -> dict[str, float]:
         return self.epochs[-1] if self.epochs else {}
+
+
+def with_part(settings: FitSettings, name: str) -> FitSettings:
+    """The settings for one of several ``fit`` calls of a training: its own checkpoint part."""
+    if settings.checkpoint is None:
+        return settings
+    return replace(settings, checkpoint=settings.checkpoint.part(name))
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -293,8 +342,22 @@ def fit(
     n_steps = run_epoch.n_steps
     verbose = resolve_verbose(settings.verbose)
     history, best_loss, best_weights, waited = History(), np.inf, None, 0
+    first_epoch, stopped, seconds_before = 0, False, 0.0
+    checkpoint = settings.checkpoint
+    state = checkpoint.load() if checkpoint else None
+    if state is not None:
+        _restore(model, optimizer, state)
+        history = History(list(state["history"]), state["best_epoch"])
+        best_loss, best_weights, waited = state["best_loss"], state["best_weights"], state["waited"]
+        first_epoch, stopped, seconds_before = state["epoch"], state["stopped"], state["seconds"]
+        for _ in range(first_epoch):  # the shuffles already drawn: the same ones follow
+            rng.permutation(len(x))
+        if verbose:
+            print(f"{checkpoint.name}: resumed from epoch {first_epoch}", flush=True)
+        if checkpoint.resumed:
+            checkpoint.resumed(checkpoint.name, first_epoch)
     started = time.perf_counter()
-    for epoch in range(settings.epochs):
+    for epoch in range(first_epoch, 0 if stopped else settings.epochs):
         epoch_start = time.perf_counter()
         order = tf.constant(rng.permutation(len(x)), dtype=tf.int32)
         bar = keras.utils.Progbar(n_steps, verbose=1) if verbose == 1 else None
@@ -316,16 +379,42 @@ def fit(
                   f" - {shown}", flush=True)  # fmt: skip
         if on_epoch_end:
             on_epoch_end(epoch, logs)
-        if settings.patience is None:
-            continue
-        if logs["val_loss"] < best_loss:
-            best_loss, best_weights, waited = logs["val_loss"], model.get_weights(), 0
-            history.best_epoch = epoch
-        else:
-            waited += 1
-            if waited >= settings.patience:
-                break
+        if settings.patience is not None:
+            if logs["val_loss"] < best_loss:
+                best_loss, best_weights, waited = logs["val_loss"], model.get_weights(), 0
+                history.best_epoch = epoch
+            else:
+                waited += 1
+                stopped = waited >= settings.patience
+        last = stopped or epoch + 1 == settings.epochs
+        if checkpoint and checkpoint.every > 0 and (last or (epoch + 1) % checkpoint.every == 0):
+            checkpoint.save({
+                "epoch": epoch + 1, "stopped": stopped, "history": history.epochs,
+                "best_epoch": history.best_epoch, "best_loss": best_loss,
+                "best_weights": best_weights, "waited": waited,
+                "seconds": seconds_before + time.perf_counter() - started,
+                "model": [v.numpy() for v in model.variables],
+                "optimizer": [v.numpy() for v in optimizer.variables],
+            })  # fmt: skip
+        if stopped:
+            break
     if best_weights is not None:
         model.set_weights(best_weights)
-    history.seconds = time.perf_counter() - started
+    history.seconds = seconds_before + time.perf_counter() - started
     return history
+
+
+def _restore(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, state: Mapping[str, Any]
+) -> None:
+    """The model's variables (weights and random-seed states) and the optimizer's."""
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    for variables, values in ((model.variables, state["model"]),
+                              (optimizer.variables, state["optimizer"])):  # fmt: skip
+        if len(variables) != len(values):
+            raise ValueError(
+                f"checkpoint does not fit: {len(values)} saved variables, {len(variables)} here"
+            )
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)

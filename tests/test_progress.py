@@ -1,0 +1,62 @@
+"""The sweep's progress line (tiedae.sweep.Progress), fed by a fake store, and the job count."""
+
+from __future__ import annotations
+
+import io
+
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from tiedae.config import CONFIG_DIR
+from tiedae.sweep import Progress, sweep_size
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def counts(done=0, skipped=0, failed=0, running=0, hits=0) -> dict[str, int]:
+    return {"done": done, "skipped": skipped, "failed": failed, "running": running, "hits": hits}
+
+
+def test_a_line_every_few_jobs_where_stdout_is_not_a_terminal():
+    out = io.StringIO()
+    progress = Progress("smoke", 20, lambda: counts(), out=out)  # a line every 2 jobs
+    for ended in range(1, 6):
+        progress.show(counts(done=ended, running=1, hits=ended // 2))
+    progress.show(counts(done=5, failed=1, skipped=14), final=True)
+    lines = out.getvalue().splitlines()
+    assert [line.split(" jobs")[0] for line in lines] == [
+        "sweep smoke: 2/20", "sweep smoke: 4/20", "sweep smoke: 20/20",
+    ]  # fmt: skip
+    assert lines[0].startswith("sweep smoke: 2/20 jobs (2 done, 0 skipped, 0 failed, 1 running)")
+    assert "1 cache hits" in lines[0] and " left" in lines[0]
+    assert "(5 done, 14 skipped, 1 failed, 0 running)" in lines[-1] and " left" not in lines[-1]
+
+
+def test_a_bar_redrawn_in_place_on_a_terminal():
+    out = Terminal()
+    progress = Progress("smoke", 4, lambda: counts(), out=out)
+    progress.show(counts(done=1))
+    progress.show(counts(done=2))
+    progress.show(counts(done=4), final=True)
+    text = out.getvalue()
+    assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
+    assert "[##########..........] sweep smoke: 2/4 jobs" in text
+    assert "[####################] sweep smoke: 4/4 jobs" in text
+
+
+def test_sweep_size_counts_the_grid_with_command_line_overrides():
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", ["experiment=sweep_smoke"], return_hydra_config=True)
+
+    def size(*overrides: str) -> int | None:  # as Hydra records the command line's overrides
+        with open_dict(cfg):
+            cfg.hydra.overrides.task = ["experiment=sweep_smoke", *overrides]
+        return sweep_size(cfg)
+
+    # conf/experiment/sweep_smoke.yaml: 2 seeds x 4 methods x 2 labeled counts
+    assert size() == 16
+    assert size("seed=1", "method=scratch,tied_frozen") == 4
+    assert size("seed=range(3)", "labels.count=50") == 12
