@@ -143,7 +143,7 @@ def test_budget_never_reads_the_validation_split_and_pairs_methods(monkeypatch, 
         assert job.data.tags["protocol.validation"] == validation
         assert job.data.params["protocol.name"] == "budget"
         metrics = finite_metrics(client, job.info.run_id)
-        assert ("clf/best_val_accuracy" in metrics) == (validation == "budget")
+        assert ("clf/val_accuracy_at_best" in metrics) == (validation == "budget")
     [(labeled, valid), *others] = seen[("digits", 10, 60)]
     assert len(others) == 1 and len(valid) >= 10  # a network and a scikit-learn baseline
     for other_labeled, other_valid in others:
