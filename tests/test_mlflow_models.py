@@ -152,3 +152,39 @@ def test_an_old_runs_keras_artifact_is_still_a_cache_entry(tmp_path):
     reloaded = load_source(local, "old")
     assert isinstance(reloaded, keras.Model)
     np.testing.assert_array_equal(reloaded.encoder.layers[1].kernel, old.encoder.layers[1].kernel)
+
+
+def test_a_dataset_two_workers_insert_at_once_is_linked_on_retry(tmp_path, monkeypatch):
+    """Two sweep workers logging the same new dataset race on the store's unique key (seen in
+    a joblib sweep: ``UNIQUE constraint failed: datasets...``); the loser retries and links it.
+    Any other error is raised at once."""
+    from mlflow.exceptions import MlflowException
+
+    from tiedae.data import load_digits_splits
+    from tiedae.pipeline import dataset_inputs
+
+    tracker = connect(tmp_path)
+    specs = dataset_inputs(store_cfg(tmp_path).data, load_digits_splits(), np.arange(50))
+    real, calls = tracker.client.log_inputs, []
+
+    def lose_the_race_once(run_id, datasets):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets")
+        return real(run_id, datasets=datasets)
+
+    monkeypatch.setattr(tracker.client, "log_inputs", lose_the_race_once)
+    with tracker.run("a job", {ROLE: "job"}) as run:
+        run.log_datasets(specs)
+    assert len(calls) == 2
+    logged = tracker.client.get_run(run.run_id).inputs.dataset_inputs
+    assert sorted(i.dataset.name for i in logged) == sorted(spec.name for spec in specs)
+
+    def broken(run_id, datasets):
+        calls.append(run_id)
+        raise MlflowException("the store is read-only")
+
+    monkeypatch.setattr(tracker.client, "log_inputs", broken)
+    with pytest.raises(MlflowException, match="read-only"), tracker.run("b", {ROLE: "job"}) as run:
+        run.log_datasets(specs)
+    assert len(calls) == 3

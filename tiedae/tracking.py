@@ -226,9 +226,21 @@ class RunLog:
             ) from error
         return info.model_id
 
-    def log_datasets(self, datasets: Sequence[DatasetSpec]) -> None:
-        """Record the arrays this run read as MLflow dataset inputs (the UI's Dataset column)."""
-        self.client.log_inputs(self.run_id, datasets=[spec.as_input() for spec in datasets])
+    def log_datasets(self, datasets: Sequence[DatasetSpec], attempts: int = 3) -> None:
+        """Record the arrays this run read as MLflow dataset inputs (the UI's Dataset column).
+
+        Two sweep workers logging the same new dataset at once both insert it, and the
+        store's unique key refuses the second; retried, it finds the first's row and links it.
+        """
+        inputs = [spec.as_input() for spec in datasets]
+        for attempt in range(1, attempts + 1):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException as error:
+                if attempt == attempts or not _is_duplicate_insert(error):
+                    raise
+                time.sleep(0.2 * attempt)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -740,6 +752,12 @@ def _check_server(uri: str, timeout: float = 5.0) -> None:
         f"tracking server {uri} is unreachable ({problem}); start it (see README, Team setup) "
         "or use tracking=sqlite"
     )
+
+
+def _is_duplicate_insert(error: Exception) -> bool:
+    """A unique-key refusal (sqlite, PostgreSQL, MySQL): a concurrent insert of the same row."""
+    text = str(error)
+    return "IntegrityError" in text or "UNIQUE constraint failed" in text or "Duplicate" in text
 
 
 def _process_alive(pid: int) -> bool:
