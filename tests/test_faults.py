@@ -68,7 +68,10 @@ def interrupt_sweep(root: Path, launcher: list[str], kill, known: set[str]):
         kill(process, run)
         code = process.wait(timeout=120)
         if code != -signal.SIGKILL:  # its workers may still be closing their runs
-            wait_for(lambda: settled(tracker), 60, "every run closed")
+            try:
+                wait_for(lambda: settled(tracker), 60, "every run closed")
+            except AssertionError as error:  # say which run stayed open, for the next reader
+                raise AssertionError(f"{error}; runs by role: {statuses(tracker)}") from None
     finally:
         stop_group(process)
     known.add(run.info.run_id)
