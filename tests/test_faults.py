@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,20 @@ def test_unreadable_cache_entry_is_trained_anew(tmp_path, store):
     assert [run.data.tags["pretrain.cache"] for run in jobs] == ["miss", "miss"]
     assert len(runs_by_role(tracker, "pretrain", "FINISHED")) == 2
     assert second["test/accuracy"] == first["test/accuracy"]
+
+
+def test_a_stopped_sweep_finds_its_live_workers_and_not_the_exited_ones():
+    """What the stopped sweep's clean-up stops at exit: live children only (a zombie is done)."""
+    from tiedae.sweep import child_processes
+
+    live = subprocess.Popen(["sleep", "30"])
+    done = subprocess.Popen(["true"])
+    wait_for(lambda: Path(f"/proc/{done.pid}/stat").read_text().split()[2] == "Z", 10, "exit")
+    try:
+        found = child_processes()
+        assert live.pid in found and done.pid not in found
+    finally:
+        live.kill()
+        live.wait()
+        done.wait()
+    assert live.pid not in child_processes()

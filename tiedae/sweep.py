@@ -5,10 +5,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 from hydra.experimental.callback import Callback
@@ -94,10 +97,35 @@ class SweepParentCallback(Callback):
         while self.tracker.live_jobs(self.name) and time.monotonic() < deadline:
             time.sleep(0.5)
             killed += self.tracker.mark_dead_runs_killed()
+        # Workers still alive now (a busy machine, or one that took a job as the sweep stopped)
+        # would outlive this process with their runs RUNNING: stop them, so that they close
+        # their own runs KILLED, and mark the runs of those that die first.
+        workers = child_processes()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait_s
+        while any(pid in child_processes() for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        killed += self.tracker.mark_dead_runs_killed()
         interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
         status = "KILLED" if interrupted else "FAILED"
         self.tracker.set_status(self.parent, status, error="the sweep stopped before its end")
         log.info("sweep stopped early: parent %s, %d dead jobs marked KILLED", status, len(killed))
+
+
+def child_processes() -> list[int]:
+    """The live (not zombie) child processes of this one, e.g. a launcher's workers; from
+    /proc, so none where there is no /proc."""
+    me, children = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rpartition(")")[2].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if int(parent) == me and state != "Z":
+            children.append(int(stat.parent.name))
+    return children
 
 
 def sweep_size(config: DictConfig) -> int | None:
