@@ -98,7 +98,11 @@ def test_killed_sweep_leaves_no_running_run_and_resumes_what_is_missing(tmp_path
     run, code = interrupt_sweep(tmp_path, joblib, sigterm_worker, known)
     assert code != 0
     assert run.info.status == "KILLED" and tied_job_of(tracker, run) == "KILLED"
-    assert "KeyboardInterrupt" in run.data.tags["tiedae.error"]
+    # Closed by the worker's own handler, or — when the worker dies first (a busy machine; the
+    # stopped sweep stops its workers after a wait) — by the sweep, which marks dead runs:
+    # KILLED either way, with the reason, and never left RUNNING.
+    assert run.data.tags["tiedae.error"].startswith(("interrupted (KeyboardInterrupt)",
+                                                      "process died"))  # fmt: skip
     assert statuses(tracker)["sweep"] == ["KILLED"]
     assert "RUNNING" not in str(statuses(tracker))
 
