@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from tiedae.layers import Conv2DTransposeTied, DenseTranspose
-from tiedae.models.dense import build_corruption
+from tiedae.models.dense import SymmetricAutoencoder, build_corruption
 
 # pretrain.name -> why this family cannot use it (a one-line ConfigError)
 UNSUPPORTED_PRETRAININGS = {
@@ -130,7 +130,7 @@ def build_conv_decoder(
 
 
 @keras.saving.register_keras_serializable(package="tiedae")
-class ConvAutoencoder(keras.Model):
+class ConvAutoencoder(SymmetricAutoencoder):
     """A convolutional autoencoder: ``encoder`` then its mirror ``decoder``.
 
     With ``tied=True`` every decoder layer transposes the matching encoder layer's kernel, so
@@ -168,18 +168,6 @@ class ConvAutoencoder(keras.Model):
             self.encoder, input_shape, activation, output_activation, tied, kernel_initializer
         )
         self.build((None, *input_shape))
-
-    @property
-    def tied(self) -> bool:
-        return self.config["tied"]
-
-    def call(self, inputs, training=None):
-        if self.corruption is not None:
-            inputs = self.corruption(inputs, training=training)
-        return self.decoder(self.encoder(inputs, training=training), training=training)
-
-    def get_config(self):
-        return {"name": self.name, **self.config}
 
 
 def build_conv_classifier(

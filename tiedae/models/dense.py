@@ -85,8 +85,28 @@ def build_decoder(
     )  # fmt: skip
 
 
+class SymmetricAutoencoder(keras.Model):
+    """What every autoencoder family shares: inputs corrupted in training only (``corruption``,
+    or None), then ``encoder`` and its mirror ``decoder``; ``config`` rebuilds it on load."""
+
+    config: dict
+    corruption: keras.layers.Layer | None
+
+    @property
+    def tied(self) -> bool:
+        return self.config["tied"]
+
+    def call(self, inputs, training=None):
+        if self.corruption is not None:
+            inputs = self.corruption(inputs, training=training)
+        return self.decoder(self.encoder(inputs, training=training), training=training)
+
+    def get_config(self):
+        return {"name": self.name, **self.config}
+
+
 @keras.saving.register_keras_serializable(package="tiedae")
-class Autoencoder(keras.Model):
+class Autoencoder(SymmetricAutoencoder):
     """A symmetric stacked autoencoder: ``encoder`` then its mirror ``decoder``.
 
     With ``tied=True`` each decoder layer is a ``DenseTranspose`` of the matching encoder layer,
@@ -121,18 +141,6 @@ class Autoencoder(keras.Model):
             self.encoder, input_shape, activation, output_activation, tied, kernel_initializer
         )
         self.build((None, *input_shape))
-
-    @property
-    def tied(self) -> bool:
-        return self.config["tied"]
-
-    def call(self, inputs, training=None):
-        if self.corruption is not None:
-            inputs = self.corruption(inputs, training=training)
-        return self.decoder(self.encoder(inputs, training=training), training=training)
-
-    def get_config(self):
-        return {"name": self.name, **self.config}
 
 
 def build_corruption(kind: str | None, rate: float) -> keras.layers.Layer | None:
