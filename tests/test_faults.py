@@ -24,7 +24,7 @@ from clirun import (
 )
 from conftest import make_config, run_cli
 
-from tiedae.tracking import PID, RUN_KEY, Tracker
+from tiedae.tracking import PID, RUN_KEY, Tracker, sigterm_as_keyboard_interrupt, sigterm_held
 
 LONG_PRETRAINING = "pretrain.epochs=60"  # a few seconds: time to kill it mid-training
 KILL_SWEEP = [
@@ -82,6 +82,16 @@ def interrupt_sweep(root: Path, launcher: list[str], kill, known: set[str]):
 def settled(tracker: Tracker) -> bool:
     """No run RUNNING and the sweep's parent closed: the stopped sweep has been cleaned up."""
     return "RUNNING" not in str(statuses(tracker))
+
+
+def test_a_sigterm_while_a_run_closes_waits_for_the_closing_writes():
+    written = []
+    with pytest.raises(KeyboardInterrupt), sigterm_as_keyboard_interrupt():
+        with sigterm_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            written.append("status")  # not cut short by the signal
+        written.append("after")  # the held signal stops the process here
+    assert written == ["status"]
 
 
 @pytest.mark.slow

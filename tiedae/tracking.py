@@ -382,14 +382,17 @@ class Tracker:
             try:
                 yield log
             except (KeyboardInterrupt, SystemExit) as stop:
-                log.set_tags({"tiedae.error": f"interrupted ({type(stop).__name__})"})
-                self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.KILLED))
+                with sigterm_held():  # a second SIGTERM must not cut the closing writes
+                    log.set_tags({"tiedae.error": f"interrupted ({type(stop).__name__})"})
+                    self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.KILLED))
                 raise
             except BaseException as error:
-                log.set_tags({"tiedae.error": f"{type(error).__name__}: {error}"[:5000]})
-                self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FAILED))
+                with sigterm_held():
+                    log.set_tags({"tiedae.error": f"{type(error).__name__}: {error}"[:5000]})
+                    self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FAILED))
                 raise
-        self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FINISHED))
+            with sigterm_held():
+                self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     # --- resuming a stopped run from its checkpoint ----------------------------------------
 
@@ -784,6 +787,27 @@ def _check_same_location(experiment, location: str | None, configured: str | Non
         f"keeps its artifacts in {experiment.artifact_location}; set tracking.artifact_dir to "
         "that folder, or use a new tracking.experiment name"
     )
+
+
+@contextlib.contextmanager
+def sigterm_held() -> Iterator[None]:
+    """Defer SIGTERM while a run's closing status is written, then deliver it.
+
+    A handler swap, not a signal mask: CPython runs Python handlers in the main thread even
+    when the kernel hands the signal to another (TensorFlow's) thread.
+    """
+    received: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if received:
+            signal.raise_signal(signal.SIGTERM)
 
 
 @contextlib.contextmanager
