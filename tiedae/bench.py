@@ -63,6 +63,7 @@ class Options:
     repeats: int = 2
     classifier_epochs: tuple[int, int] = (20, 2)  # at 500 labels, at all labels
     stages: tuple[str, ...] = STAGES
+    models: tuple[str, ...] = ("tied", "untied")  # the autoencoders the pretrain stage times
     overrides: tuple[str, ...] = ()  # tiedae config overrides (--set), tiedae's path only
     out: Path = PROJECT_ROOT / "experiments" / "bench"
     timeout: float = 1800.0  # seconds, per process
@@ -420,7 +421,7 @@ def worker_spec(options: Options, path: str, variant: str, epochs: int, **more) 
 def measurements(options: Options, say: Callable[[str], None]) -> Iterator[Measurement]:
     if "pretrain" in options.stages:
         for repeat in range(options.repeats):
-            for model in ("tied", "untied"):
+            for model in options.models:
                 for path in rotating(repeat, (SEED_PATH, TIEDAE_PATH, NO_JIT_PATH)):
                     say(f"pretrain {model} by {path}, repetition {repeat + 1}")
                     spec = worker_spec(options, path, model, options.epochs)
@@ -729,6 +730,11 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
                         help=f"comma-separated, from {','.join(STAGES)} (default all; "
                              "--quick: all but sweep)")  # fmt: skip
     parser.add_argument(
+        "--models",
+        default="tied,untied",
+        help="comma-separated autoencoders for the pretrain stage (default both)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
         help="a tiedae config override for tiedae's path, e.g. --set runtime.threads=1",
     )  # fmt: skip
@@ -746,6 +752,9 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         parser.error(f"--stages: {', '.join(unknown)} unknown; choose from {', '.join(STAGES)}")
+    models = tuple(args.models.split(","))
+    if not models or set(models) - {"tied", "untied"}:
+        parser.error(f"--models={args.models}: choose from tied, untied (comma-separated)")
     for name in ("epochs", "repeats"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -755,7 +764,8 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
         epochs=args.epochs or (1 if quick else Options.epochs),
         repeats=args.repeats or (1 if quick else Options.repeats),
         classifier_epochs=tuple(args.classifier_epochs or ((2, 1) if quick else (20, 2))),
-        stages=stages, overrides=tuple(args.overrides), out=args.out, timeout=args.timeout,
+        stages=stages, models=models, overrides=tuple(args.overrides), out=args.out,
+        timeout=args.timeout,
     )  # fmt: skip
     return options, args
 
