@@ -227,3 +227,41 @@ def test_pretrain_cache_off_trains_again(tmp_path):
     )
     assert [job.data.tags["pretrain.cache"] for job in jobs] == ["miss", "off", "hit"]
     assert tracker.count_runs("pretrain") == 2
+
+
+# --- the objective stage: the same objective trained the plain Keras way -------------------------
+
+
+def test_keras_fit_of_an_objective_takes_its_steps_and_learns(tmp_path):
+    from tiedae.data import stratified_subset
+    from tiedae.objectives import build_objective
+
+    cfg = make_config(
+        tmp_path, "method=joint_tied", "model.sizes=[16]", "objective.steps_per_epoch=4"
+    )
+    splits = load_digits_splits()
+    labeled = stratified_subset(splits.y_train, 100, cfg.seed)
+    objective = build_objective(cfg, splits.image_shape, splits.n_classes, len(splits.x_train))
+    before = [v.numpy().copy() for v in objective.trainable_variables]
+    scores = bench.keras_objective_fit(
+        objective, cfg, (splits.x_train[labeled], splits.y_train[labeled]), splits.x_train,
+        (splits.x_valid, splits.y_valid), epochs=2,
+    )  # fmt: skip
+    assert int(objective.step.numpy()) == 8  # 2 epochs of 4 steps, each one update
+    after = objective.trainable_variables
+    assert all(not np.array_equal(b, a.numpy()) for b, a in zip(before, after, strict=True))
+    assert 0.0 <= scores["val_accuracy"] <= 1.0 and np.isfinite(scores["val_loss"])
+
+
+def test_objective_stage_compares_tiedae_with_keras_fit():
+    rows = [
+        bench.Measurement("objective", "joint_tied", path, 0, images=2000, seconds=seconds,
+                          cpu_seconds=seconds, val_loss=0.5, val_metric=0.8)
+        for path, seconds in ((bench.KERAS_PATH, 4.0), (bench.TIEDAE_PATH, 1.0))
+    ]  # fmt: skip
+    (ratio,) = [c for c in bench.comparisons(bench.summarize(rows)) if c["stage"] == "objective"]
+    assert ratio["speedup"] == pytest.approx(4.0)
+    text = bench.report(bench.Options(objective_steps=10), rows, "cmd", {
+        "date": "d", "commit": "c", "cores": "2", "cpu": "x", "system": "s", "python": "3",
+        "tensorflow": "t", "keras": "k", "load": "0 and 0"})  # fmt: skip
+    assert "| joint_tied | 4.00x |" in text and "| joint_tied | Keras fit | 220.0 |" in text

@@ -51,6 +51,15 @@ def statuses(tracker: Tracker) -> dict[str, list[str]]:
     return {role: sorted(values) for role, values in found.items()}
 
 
+def errors(tracker: Tracker) -> dict[str, str]:
+    """Each closed run's role, status and error tag: what a failed assertion should show."""
+    return {
+        f"{run.data.tags['tiedae.role']} {run.info.run_id[:8]} {run.info.status}":
+            run.data.tags.get("tiedae.error", "")
+        for run in find_runs(tracker)
+    }  # fmt: skip
+
+
 def tied_job_of(tracker: Tracker, pretrain_run) -> str:
     """The status of the job a pretraining run was nested under."""
     return tracker.client.get_run(pretrain_run.data.tags["mlflow.parentRunId"]).info.status
@@ -107,7 +116,7 @@ def test_killed_sweep_leaves_no_running_run_and_resumes_what_is_missing(tmp_path
 
     run, code = interrupt_sweep(tmp_path, joblib, sigterm_worker, known)
     assert code != 0
-    assert run.info.status == "KILLED" and tied_job_of(tracker, run) == "KILLED"
+    assert (run.info.status, tied_job_of(tracker, run)) == ("KILLED", "KILLED"), errors(tracker)
     # Closed by the worker's own handler, or — when the worker dies first (a busy machine; the
     # stopped sweep stops its workers after a wait) — by the sweep, which marks dead runs:
     # KILLED either way, with the reason, and never left RUNNING.

@@ -15,6 +15,10 @@ Stages (``--stages``, default all):
   the same run (chained 32x784 @ 784x784 products in TensorFlow, one thread).
 - ``classify``: the frozen classifier stage at 500 labels and at all labels, tiedae's loop
   against a plain ``fit`` of the same model, a fixed number of epochs (no early stopping).
+- ``objective``: each semi-supervised objective of ``--objectives`` (a ``conf/method`` name; its
+  networks, batches of 100 labeled + 100 unlabeled images) for one epoch of
+  ``--objective-steps`` steps at 500 labels: tiedae's compiled loop against the same objective
+  in a plain Keras ``Model.train_step`` trained by ``fit`` (``tf.data``, one step a call).
 - ``run``: one default ``tiedae`` run (its pretraining shortened to ``--epochs``): peak memory.
 - ``sweep``: the smoke sweep (``experiment=sweep_smoke``) with the pretraining cache, and with
   ``pretrain.cache=false`` (every job pretrains its own autoencoder).
@@ -48,9 +52,10 @@ from typing import Any
 
 from tiedae.config import PROJECT_ROOT
 
-STAGES = ("pretrain", "classify", "run", "sweep")
+STAGES = ("pretrain", "classify", "objective", "run", "sweep")
 RESULT_PREFIX = "BENCH-RESULT "
 SEED_PATH, TIEDAE_PATH = "seed fit", "tiedae"
+KERAS_PATH = "Keras fit"  # a semi-supervised objective as plain Keras: train_step + fit
 NO_JIT_PATH = "tiedae jit=false"  # tiedae's loop without XLA, beside TIEDAE_PATH (jit=true)
 JIT = {TIEDAE_PATH: "runtime.jit=true", NO_JIT_PATH: "runtime.jit=false"}  # pretrain stage
 CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -64,6 +69,8 @@ class Options:
     classifier_epochs: tuple[int, int] = (20, 2)  # at 500 labels, at all labels
     stages: tuple[str, ...] = STAGES
     models: tuple[str, ...] = ("tied", "untied")  # the autoencoders the pretrain stage times
+    objectives: tuple[str, ...] = ("joint_tied", "ladder_tied", "ladder_untied", "mean_teacher")
+    objective_steps: int = 550  # steps timed per objective: one epoch of 55,000 images
     overrides: tuple[str, ...] = ()  # tiedae config overrides (--set), tiedae's path only
     out: Path = PROJECT_ROOT / "experiments" / "bench"
     timeout: float = 1800.0  # seconds, per process
@@ -309,13 +316,112 @@ def peak_worker(spec: dict[str, Any]) -> dict[str, float]:
     return {"gflops": 2 * 32 * n * n * steps / best / 1e9}
 
 
-# TODO(issue 10): the semi-supervised objectives (ladder, joint, consistency) go here as a stage
-# each: tiedae's loop (``tiedae.training.EpochRunner`` with the objective's step) against a plain
-# Keras implementation of the same objective (``Model.train_step`` + ``fit``), at equal
-# validation accuracy, with their FLOPs a step in ``training_flops_per_image``'s manner.
+def objective_worker(spec: dict[str, Any]) -> dict[str, float]:
+    """Train the semi-supervised method ``spec['variant']`` (a ``conf/method`` name) for
+    ``spec['epochs']`` epochs of ``spec['steps']`` steps at 500 labels, from scratch.
+
+    ``tiedae``: its compiled multi-step loop (``train_with_objective``). ``Keras fit``: the same
+    objective object (the same networks, losses and ``train_step``) inside a plain Keras
+    ``Model.train_step``, fed by ``tf.data`` and trained by ``fit``, one step a call as Keras
+    does by default, and validated each epoch by ``evaluate``.
+    """
+    overrides = [
+        f"method={spec['variant']}", "labels.count=500", f"objective.epochs={spec['epochs']}",
+        f"objective.patience={spec['epochs']}", f"objective.steps_per_epoch={spec['steps']}",
+    ]  # fmt: skip
+    cfg = compose_config(spec["data"], [*overrides, *spec["overrides"]])
+    from tiedae.data import load_dataset, stratified_subset
+    from tiedae.objectives import build_objective, train_with_objective
+    from tiedae.pipeline import fit_settings
+    from tiedae.training import configure_tensorflow
+
+    splits = load_dataset(cfg.data)
+    labeled = stratified_subset(splits.y_train, 500, cfg.seed)
+    pool = splits.pretrain_images
+    configure_tensorflow(
+        cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
+    )
+    with Clock() as clock:
+        if spec["path"] == KERAS_PATH:
+            objective = build_objective(cfg, splits.image_shape, splits.n_classes, len(pool))
+            last = keras_objective_fit(
+                objective, cfg, (splits.x_train[labeled], splits.y_train[labeled]), pool,
+                (splits.x_valid, splits.y_valid), spec["epochs"],
+            )  # fmt: skip
+        else:
+            settings = fit_settings(cfg, cfg.classifier, None)
+            _, history, objective = train_with_objective(cfg, splits, labeled, pool, settings)
+            last = history.last
+    section = objective.section
+    batch = int(section.labeled_batch_size) + int(section.unlabeled_batch_size)
+    return {
+        "images": spec["steps"] * spec["epochs"] * batch, "seconds": clock.wall,
+        "cpu_seconds": clock.cpu, "val_loss": last["val_loss"],
+        "val_metric": last["val_accuracy"],
+    }  # fmt: skip
+
+
+def keras_objective_fit(objective, cfg, labeled, unlabeled, validation, epochs: int) -> dict:
+    """``objective`` trained the plain Keras way; the last epoch's validation loss and accuracy."""
+    import keras
+    import tensorflow as tf
+
+    from tiedae.objectives.base import learning_rate_factor
+    from tiedae.training import make_optimizer
+
+    section = objective.section
+    variables = objective.trainable_variables
+
+    class ObjectiveModel(keras.Model):
+        def call(self, x):
+            return objective.classifier(x)
+
+        def train_step(self, data):
+            labeled_batch, unlabeled_batch = data
+            with tf.GradientTape() as tape:
+                losses = objective.train_step(labeled_batch, unlabeled_batch)
+            self.optimizer.apply(tape.gradient(losses["loss"], variables), variables)
+            objective.after_update()
+            objective.step.assign_add(1)
+            return losses
+
+    def batches(data, size: int):
+        data = tf.data.Dataset.from_tensor_slices(data)
+        return data.shuffle(len(data), seed=cfg.seed).repeat().batch(size, drop_remainder=True)
+
+    stream = tf.data.Dataset.zip((
+        batches(labeled, int(section.labeled_batch_size)),
+        batches(unlabeled, int(section.unlabeled_batch_size)),
+    )).prefetch(2)  # fmt: skip
+    optimizer = make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate)
+    model = ObjectiveModel()
+    model.compile(optimizer=optimizer)
+    objective.classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    base_rate, start = float(cfg.classifier.learning_rate), section.get("lr_decay_start")
+    scores: dict[str, float] = {}
+
+    class Validate(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if start is not None:
+                optimizer.learning_rate.assign(
+                    base_rate * learning_rate_factor(epoch, epochs, float(start))
+                )
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss, accuracy = objective.classifier.evaluate(*validation, verbose=0)
+            scores.update(val_loss=float(loss), val_accuracy=float(accuracy))
+
+    model.fit(
+        stream, epochs=epochs, steps_per_epoch=objective.steps_per_epoch,
+        callbacks=[Validate()], shuffle=False, verbose=0,
+    )  # fmt: skip
+    return scores
+
+
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, float]]] = {
     "pretrain": pretrain_worker,
     "classify": classify_worker,
+    "objective": objective_worker,
 }
 
 
@@ -437,6 +543,13 @@ def measurements(options: Options, say: Callable[[str], None]) -> Iterator[Measu
                     say(f"classifier at {labels} labels by {path}, repetition {repeat + 1}")
                     spec = worker_spec(options, path, f"labels={labels}", epochs, labels=labels)
                     yield measure_in_child("classify", spec, repeat, options.timeout)
+    if "objective" in options.stages:
+        for repeat in range(options.repeats):
+            for method in options.objectives:
+                for path in rotating(repeat, (KERAS_PATH, TIEDAE_PATH)):
+                    say(f"objective {method} by {path}, repetition {repeat + 1}")
+                    spec = worker_spec(options, path, method, 1, steps=options.objective_steps)
+                    yield measure_in_child("objective", spec, repeat, options.timeout)
     if "run" in options.stages:
         say(f"one default run, pretrain.epochs={options.epochs}")
         overrides = [f"data={options.data}", f"pretrain.epochs={options.epochs}"]
@@ -492,6 +605,15 @@ def comparisons(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "speedup_cpu": ours["images_per_cpu_s"] / seed["images_per_cpu_s"],
                 "val_loss_seed": seed["val_loss"], "val_loss_tiedae": ours["val_loss"],
                 "val_loss_rel_diff": (ours["val_loss"] - seed["val_loss"]) / seed["val_loss"],
+            })  # fmt: skip
+        keras_fit = by_key.get((stage, variant, KERAS_PATH))
+        if path == TIEDAE_PATH and keras_fit:
+            found.append({
+                "stage": stage, "variant": variant,
+                "speedup": ours["images_per_s"] / keras_fit["images_per_s"],
+                "speedup_cpu": ours["images_per_cpu_s"] / keras_fit["images_per_cpu_s"],
+                "val_metric_keras": keras_fit["val_metric"],
+                "val_metric_tiedae": ours["val_metric"],
             })  # fmt: skip
         no_jit = by_key.get((stage, variant, NO_JIT_PATH))
         if path == TIEDAE_PATH and no_jit:
@@ -620,6 +742,32 @@ def report(
                   f"{c['val_loss_seed']:.4f}", f"{c['val_loss_tiedae']:.4f}",
                   f"{100 * c['val_loss_rel_diff']:+.2f}%"] for c in jit],
             ))  # fmt: skip
+    objectives = [s for s in summary if s["stage"] == "objective"]
+    if objectives:
+        text.append(
+            f"## Semi-supervised objectives ({options.objective_steps} steps of 100 labeled + "
+            "100 unlabeled images, 500 labels, from scratch)\n"
+        )
+        text.append(markdown_table(
+            ["method", "path", "s per 550 steps", "images/s (range)", "images/CPU-s",
+             "val accuracy", "peak RSS MiB"],
+            [[s["variant"], s["path"], f"{550 * s['seconds'] / options.objective_steps:.1f}",
+              f"{s['images_per_s']:,.0f} "
+              f"({s['images_per_s_min']:,.0f}–{s['images_per_s_max']:,.0f})",
+              f"{s['images_per_cpu_s']:,.0f}", f"{s['val_metric']:.4f}",
+              f"{s['peak_rss_mib']:,.0f}"] for s in objectives],
+        ))  # fmt: skip
+        ratios = [c for c in comparisons(summary) if c["stage"] == "objective"]
+        text.append(markdown_table(
+            ["method", "tiedae / Keras fit images/s", "per CPU-s", "val accuracy Keras fit",
+             "val accuracy tiedae"],
+            [[c["variant"], f"{c['speedup']:.2f}x", f"{c['speedup_cpu']:.2f}x",
+              f"{c['val_metric_keras']:.4f}", f"{c['val_metric_tiedae']:.4f}"] for c in ratios],
+        ))  # fmt: skip
+        text.append(
+            "Seconds include building the networks, compiling and one validation; "
+            "the two paths draw different shuffles, so their accuracies differ by chance.\n"
+        )
     runs = [s for s in summary if s["stage"] == "run"]
     if runs:
         text.append(f"## One default run (`tiedae data={options.data} "
@@ -735,6 +883,16 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
         help="comma-separated autoencoders for the pretrain stage (default both)",
     )
     parser.add_argument(
+        "--objectives",
+        default=",".join(Options.objectives),
+        help="comma-separated conf/method names for the objective stage",
+    )
+    parser.add_argument(
+        "--objective-steps",
+        type=int,
+        help="steps timed per objective (default 550, one epoch; --quick: 50)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
         help="a tiedae config override for tiedae's path, e.g. --set runtime.threads=1",
     )  # fmt: skip
@@ -755,6 +913,14 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
     models = tuple(args.models.split(","))
     if not models or set(models) - {"tied", "untied"}:
         parser.error(f"--models={args.models}: choose from tied, untied (comma-separated)")
+    objectives = tuple(args.objectives.split(","))
+    methods = {path.stem for path in (PROJECT_ROOT / "conf" / "method").glob("*.yaml")}
+    if set(objectives) - methods:
+        parser.error(f"--objectives: {', '.join(sorted(set(objectives) - methods))} unknown; "
+                     f"see conf/method/")  # fmt: skip
+    objective_steps = args.objective_steps or (50 if quick else Options.objective_steps)
+    if objective_steps < 1:
+        parser.error(f"--objective-steps={objective_steps} must be at least 1")
     for name in ("epochs", "repeats"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -764,7 +930,8 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
         epochs=args.epochs or (1 if quick else Options.epochs),
         repeats=args.repeats or (1 if quick else Options.repeats),
         classifier_epochs=tuple(args.classifier_epochs or ((2, 1) if quick else (20, 2))),
-        stages=stages, models=models, overrides=tuple(args.overrides), out=args.out,
+        stages=stages, models=models, objectives=objectives,
+        objective_steps=objective_steps, overrides=tuple(args.overrides), out=args.out,
         timeout=args.timeout,
     )  # fmt: skip
     return options, args

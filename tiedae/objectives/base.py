@@ -304,7 +304,7 @@ def fit_objective(
         epoch_start = time.perf_counter()
         if decay_start is not None:
             optimizer.learning_rate.assign(
-                base_rate * _decay(epoch, settings.epochs, float(decay_start))
+                base_rate * learning_rate_factor(epoch, settings.epochs, float(decay_start))
             )
         labeled_order = shuffled_orders(rng, len(labeled[0]), n_steps * lb)
         unlabeled_order = shuffled_orders(rng, len(unlabeled), n_steps * ub)
@@ -340,7 +340,7 @@ def fit_objective(
     return history
 
 
-def _decay(epoch: int, epochs: int, start: float) -> float:
+def learning_rate_factor(epoch: int, epochs: int, start: float) -> float:
     """1 until ``start`` x ``epochs``, then linearly down to 0 at the end (Rasmus et al.)."""
     first = int(start * epochs)
     if epoch < first:
