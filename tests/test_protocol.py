@@ -108,15 +108,16 @@ CASES = [
     ("tied_greedy_gradual", ["labels.count=15", "classifier.frozen_epochs=2",
                              "protocol.fixed_epochs=2"], "fixed_epochs"),
     ("transfer_frozen", ["labels.count=30", "data.classes=[5,6,7,8,9]"], "budget"),
+    ("tied_propagation", ["labels.count=60"], "budget"),  # tied_greedy_gradual's cached encoder
 ]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_budget_never_reads_the_validation_split_and_pairs_methods(monkeypatch, shared_store):
     """The dataset's validation split is poisoned: any read fails the run. Every pretraining
-    kind, the fixed-epoch fallback with the gradual schedule, and a scikit-learn baseline run
-    to the end; methods at one (seed, N) see the same labeled images and budget validation;
-    the pretraining run logs its probes and codes picture."""
+    kind, the fixed-epoch fallback with the gradual schedule, a scikit-learn baseline and label
+    spreading on pretrained codes run to the end; methods at one (seed, N) see the same labeled
+    images and budget validation; the pretraining run logs its probes and codes picture."""
     poison(monkeypatch)
     seen = {}
     real_view = pipeline.labeled_view
@@ -145,7 +146,7 @@ def test_budget_never_reads_the_validation_split_and_pairs_methods(monkeypatch, 
         metrics = finite_metrics(client, job.info.run_id)
         assert ("clf/val_accuracy_at_best" in metrics) == (validation == "budget")
     [(labeled, valid), *others] = seen[("digits", 10, 60)]
-    assert len(others) == 1 and len(valid) >= 10  # a network and a scikit-learn baseline
+    assert len(others) == 2 and len(valid) >= 10  # a network, scikit-learn on pixels, on codes
     for other_labeled, other_valid in others:
         np.testing.assert_array_equal(other_labeled, labeled)
         np.testing.assert_array_equal(other_valid, valid)

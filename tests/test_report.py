@@ -74,6 +74,21 @@ def test_different_settings_under_one_method_name_are_different_rows_named_by_th
     assert all("±" not in cell and cell.endswith("(n=1)") for cell in cells)
 
 
+def test_a_baseline_drops_the_network_it_does_not_use_but_not_on_a_networks_codes():
+    sklearn = {"classifier.kind": "sklearn", "classifier.name": "label_spreading"}
+    pixels = {**sklearn, "classifier.features": "pca"}
+    codes = {**sklearn, "classifier.features": "codes", "pretrain.name": "greedy"}
+    frame = pd.DataFrame([
+        job("label_spreading-pca30", 1, 0.7, **pixels),
+        job("label_spreading-pca30", 2, 0.7, **pixels, **WIDE),  # its model.* play no part
+        job("tied-greedy-label_spreading", 1, 0.8, **codes),
+        job("tied-greedy-label_spreading", 1, 0.8, **codes, **{"model.activation": "relu"}),
+    ])  # fmt: skip
+    rows = summarize(tidy_runs(frame)).set_index("row")["n"]
+    assert rows["label_spreading-pca30"] == 2
+    assert len(rows) == 3  # the encoder's activation makes other codes: another row
+
+
 def test_runs_of_other_code_or_data_are_other_rows():
     frame = pd.DataFrame([
         job("scratch", 1, 0.7), job("scratch", 2, 0.7, **{}),

@@ -6,7 +6,16 @@
 - ``logreg`` on ``pca``: the same on the first ``components`` principal components, fitted on
   all training images (a linear autoencoder's counterpart: it sees the unlabeled images too);
 - ``label_spreading`` on ``pca``: graph-based semi-supervised learning over every training
-  image, the labeled few spreading their labels to their nearest neighbours.
+  image, the labeled few spreading their labels to their nearest neighbours;
+- either on ``codes``: the codes of a pretrained encoder (``pretrain=autoencoder``, ``greedy``
+  or ``transfer``, obtained through the pretraining cache like the networks' encoders, then
+  frozen) for every training image, labeled or not: ``method=tied_propagation`` is label
+  spreading over them.
+
+LabelSpreading is transductive: it labels the training images it was fitted on. Validation and
+test images are labeled by ``LabelSpreading.predict`` on their features (for the ``pca`` and
+``codes`` rows alike): each takes the spread label distributions of its ``n_neighbors`` nearest
+training images; the training graph itself is not refitted with them.
 
 The regularisation (``C`` or ``alpha``) may be a list: each value is fitted and the one with
 the best validation accuracy is kept — the baselines' counterpart of the networks' early
@@ -17,7 +26,7 @@ stopping on the validation set. The test set is only scored, never used to choos
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,14 +39,25 @@ from sklearn.semi_supervised import LabelSpreading
 from tiedae.data import Splits
 
 ESTIMATORS = ("logreg", "label_spreading")
-FEATURES = ("pixels", "pca")
+FEATURES = ("pixels", "pca", "codes")
 UNLABELED = -1  # scikit-learn's mark for an unlabeled example
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A frozen pretrained encoder as a baseline's features (``features=codes``)."""
+
+    encode: Callable[[np.ndarray], np.ndarray]  # images -> codes
+    n_parameters: int  # the encoder's weights (learned in pretraining, not here)
+
+
+Features = PCA | Codes | None  # None: raw pixels
 
 
 @dataclass
 class BaselineResult:
     estimator: object
-    features: PCA | None
+    features: Features
     chosen: float  # the regularisation value chosen on validation
     val_accuracy: float | None  # None: nothing was chosen on validation
     test: dict[str, float]
@@ -49,15 +69,26 @@ def flat(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1)
 
 
-def fit_features(splits: Splits, classifier_cfg: DictConfig, seed: int) -> PCA | None:
-    """PCA fitted on every training image (labels unused), or None for raw pixels."""
+def fit_features(
+    splits: Splits, classifier_cfg: DictConfig, seed: int, codes: Codes | None = None
+) -> Features:
+    """PCA fitted on every training image (labels unused), the pretrained encoder ``codes``
+    (``features=codes``), or None for raw pixels."""
+    if classifier_cfg.features == "codes":
+        if codes is None:
+            raise ValueError("classifier.features=codes needs the pretrained encoder's codes")
+        return codes
     if classifier_cfg.features == "pixels":
         return None
     return PCA(n_components=classifier_cfg.components, random_state=seed).fit(flat(splits.x_train))
 
 
-def transform(features: PCA | None, images: np.ndarray) -> np.ndarray:
-    return flat(images) if features is None else features.transform(flat(images))
+def transform(features: Features, images: np.ndarray) -> np.ndarray:
+    if features is None:
+        return flat(images)
+    if isinstance(features, Codes):
+        return flat(features.encode(images))
+    return features.transform(flat(images))
 
 
 def candidates(value: float | Sequence[float]) -> list[float]:
@@ -85,12 +116,18 @@ def fit_estimator(estimator, x_train: np.ndarray, y_train: np.ndarray, labeled: 
 
 
 def run_baseline(
-    splits: Splits, labeled: np.ndarray, classifier_cfg: DictConfig, seed: int, choose: bool = True
+    splits: Splits,
+    labeled: np.ndarray,
+    classifier_cfg: DictConfig,
+    seed: int,
+    choose: bool = True,
+    codes: Codes | None = None,
 ) -> BaselineResult:
     """Fit each candidate regularisation, keep the best on validation, score it on test.
-    ``choose=False``: fit the middle candidate only and read no validation set."""
+    ``choose=False``: fit the middle candidate only and read no validation set. ``codes``: the
+    pretrained encoder that ``features=codes`` fits on (every image is encoded once)."""
     started = time.perf_counter()
-    features = fit_features(splits, classifier_cfg, seed)
+    features = fit_features(splits, classifier_cfg, seed, codes)
     x_train = transform(features, splits.x_train)
     key = "C" if classifier_cfg.name == "logreg" else "alpha"
     values = candidates(classifier_cfg[key])
@@ -120,7 +157,7 @@ def run_baseline(
     )
 
 
-def score_test(estimator, features: PCA | None, splits: Splits) -> dict[str, float]:
+def score_test(estimator, features: Features, splits: Splits) -> dict[str, float]:
     """The final evaluation: the one place a baseline reads the test set."""
     return score(estimator, transform(features, splits.x_test), splits.y_test, splits.n_classes)
 
@@ -142,10 +179,13 @@ def score(
     }
 
 
-def count_parameters(estimator, features: PCA | None) -> int:
-    """Learned numbers: PCA's components and mean, plus the linear model's (0 for LabelSpreading,
-    whose 'model' is the training set itself)."""
-    total = 0 if features is None else features.components_.size + features.mean_.size
+def count_parameters(estimator, features: Features) -> int:
+    """Learned numbers: PCA's components and mean (or the pretrained encoder's weights), plus
+    the linear model's (0 for LabelSpreading, whose 'model' is the training set itself)."""
+    if isinstance(features, Codes):
+        total = features.n_parameters
+    else:
+        total = 0 if features is None else features.components_.size + features.mean_.size
     if isinstance(estimator, LogisticRegression):
         total += estimator.coef_.size + estimator.intercept_.size
     return int(total)

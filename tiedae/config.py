@@ -33,7 +33,7 @@ BUILTIN_SOURCE = "builtin"
 MODEL_URI_SCHEMES = ("runs:/", "models:/")
 CLASSIFIER_KINDS = ("keras", "sklearn")
 SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
-SKLEARN_FEATURES = ("pixels", "pca")
+SKLEARN_FEATURES = ("pixels", "pca", "codes")  # codes: a pretrained encoder's (its own cache)
 PROTOCOLS = ("oracle", "budget")
 DEFAULT_SIZES = (100, 30)  # the seed's encoder; other widths show in the method's name
 CONV_DEFAULT_SHAPE = (32, 64, 128, "|", 128)  # conf/model/conv_tied.yaml's filters | sizes
@@ -124,7 +124,7 @@ def validate(cfg: DictConfig) -> None:
     kind = cfg.classifier.get("kind", "keras")
     _one_of(problems, "classifier.kind", kind, CLASSIFIER_KINDS)
     if kind == "sklearn":
-        _validate_sklearn(problems, cfg.classifier, cfg.pretrain)
+        _validate_sklearn(problems, cfg.classifier, cfg.pretrain, cfg.model)
     else:
         _validate_classifier(problems, cfg.classifier, cfg.model)
     if problems:
@@ -251,13 +251,7 @@ def _validate_transfer(
 
 
 def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
-    reuse = classifier.get("reuse_layers")
-    n_layers = _n_layers(model)
-    if reuse is not None and (not _is_int(reuse) or not 1 <= reuse <= max(n_layers, 1)):
-        problems.append(
-            f"classifier.reuse_layers={reuse!r} must be null (all) or 1..{n_layers}, the number "
-            "of encoder layers (model.sizes, and model.filters for model.family=conv)"
-        )
+    _validate_reuse(problems, classifier, model)
     if not isinstance(classifier.get("freeze"), bool):
         problems.append(f"classifier.freeze={classifier.get('freeze')!r} must be true or false")
     _positive_int(problems, "classifier.epochs", classifier.epochs)
@@ -266,6 +260,16 @@ def _validate_classifier(problems: list[str], classifier: DictConfig, model: Dic
     _positive_number(problems, "classifier.learning_rate", classifier.learning_rate)
     _one_of(problems, "classifier.optimizer", classifier.optimizer, OPTIMIZERS)
     _validate_schedule(problems, classifier)
+
+
+def _validate_reuse(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
+    reuse = classifier.get("reuse_layers")
+    n_layers = _n_layers(model)
+    if reuse is not None and (not _is_int(reuse) or not 1 <= reuse <= max(n_layers, 1)):
+        problems.append(
+            f"classifier.reuse_layers={reuse!r} must be null (all) or 1..{n_layers}, the number "
+            "of encoder layers (model.sizes, and model.filters for model.family=conv)"
+        )
 
 
 def _n_layers(model: DictConfig) -> int:
@@ -296,12 +300,23 @@ def _validate_schedule(problems: list[str], classifier: DictConfig) -> None:
         )
 
 
-def _validate_sklearn(problems: list[str], classifier: DictConfig, pretrain: DictConfig) -> None:
-    if pretrain.name != "none":
+def _validate_sklearn(
+    problems: list[str], classifier: DictConfig, pretrain: DictConfig, model: DictConfig
+) -> None:
+    codes = classifier.get("features") == "codes"
+    if pretrain.name != "none" and not codes:
         problems.append(
             f"classifier.kind=sklearn uses no pretrained encoder but pretrain={pretrain.name}; "
-            "set pretrain=none (the method bundles do)"
+            "set pretrain=none (the method bundles do), or classifier.features=codes to fit on "
+            "the encoder's codes"
         )
+    if codes and pretrain.name == "none":
+        problems.append(
+            "classifier.features=codes reads a pretrained encoder's codes but pretrain=none; "
+            "set pretrain=autoencoder, greedy or transfer (method=tied_propagation does)"
+        )
+    if codes:
+        _validate_reuse(problems, classifier, model)
     _one_of(problems, "classifier.name", classifier.name, SKLEARN_ESTIMATORS)
     _one_of(problems, "classifier.features", classifier.get("features"), SKLEARN_FEATURES)
     if classifier.get("features") == "pca":
@@ -310,7 +325,7 @@ def _validate_sklearn(problems: list[str], classifier: DictConfig, pretrain: Dic
         if classifier.get("features") == "pixels":
             problems.append(
                 "classifier.features=pixels is too slow for label_spreading's neighbour graph; "
-                "allowed: pca"
+                "allowed: pca, codes"
             )
         _positive_int(problems, "classifier.n_neighbors", classifier.get("n_neighbors"))
     _positive_int(problems, "classifier.max_iter", classifier.get("max_iter"))
@@ -355,17 +370,24 @@ def is_sklearn(cfg: DictConfig) -> bool:
     return cfg.classifier.get("kind", "keras") == "sklearn"
 
 
+def on_codes(cfg: DictConfig) -> bool:
+    """A scikit-learn estimator fitted on a pretrained encoder's codes (not pixels or PCA)."""
+    return is_sklearn(cfg) and cfg.classifier.get("features") == "codes"
+
+
 def method_name(cfg: DictConfig) -> str:
     """The table row a run belongs to, built from the settings that make a method.
 
     ``<model>[<widths>]-<pretraining>[+<noise><rate>]-<classifier>[-reuse<k>]``, e.g.
     ``tied-autoencoder-frozen``, ``untied[300,100]-greedy+dropout0.2-gradual-reuse1``;
     ``scratch`` (plus widths) without pretraining; ``<estimator>-<features>`` for scikit-learn
-    baselines, e.g. ``logreg-pixels`` or ``label_spreading-pca30``. Widths show only when they
-    differ from the seed's ``[100,30]``.
+    baselines, e.g. ``logreg-pixels`` or ``label_spreading-pca30``; on a pretrained encoder's
+    codes (``classifier.features=codes``) the estimator takes the classifier's place, e.g.
+    ``tied[500,200]-greedy+dropout0.3-label_spreading``. Widths show only when they differ
+    from the seed's ``[100,30]``.
     """
     classifier = cfg.classifier
-    if is_sklearn(cfg):
+    if is_sklearn(cfg) and not on_codes(cfg):
         features = f"pca{classifier.components}" if classifier.features == "pca" else "pixels"
         return f"{classifier.name}-{features}"
     sizes = tuple(cfg.model.sizes)
@@ -516,6 +538,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
     }
     if is_sklearn(cfg):  # here the name is the estimator
         settings["classifier"] = plain["classifier"]
+    if is_sklearn(cfg) and not on_codes(cfg):
         settings["model"] = {}  # no network: the widths and activation play no part
     elif not has_decoder(cfg):
         settings["model"] = _without(settings["model"], "tied")

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tiedae import config as C
 from tiedae import provenance as P
-from tiedae.baselines import run_baseline
+from tiedae.baselines import Codes, run_baseline
 from tiedae.classify import evaluate_on_test, evaluate_on_validation, train_classifier
 from tiedae.data import (
     LabeledView,
@@ -32,6 +32,7 @@ from tiedae.data import (
     pretraining_view,
     stratified_subset,
 )
+from tiedae.models import model_family, transplant_encoder
 from tiedae.objectives import check_objective, train_with_objective
 from tiedae.pretrain import (
     PRETRAINED_ARTIFACT,
@@ -55,7 +56,7 @@ from tiedae.tracking import (
     TrackingSettings,
     load_keras_model,
 )
-from tiedae.training import Checkpoint, FitSettings, History, configure_tensorflow
+from tiedae.training import Checkpoint, FitSettings, History, configure_tensorflow, predict
 from tiedae.transfer import load_source, matching_layers, train_source_classifier
 
 log = logging.getLogger("tiedae")
@@ -115,12 +116,25 @@ def check_labels_fit(cfg: DictConfig, splits: Splits) -> int:
     return labeled_count(n_train, count, cfg.labels.get("fraction"))
 
 
+def check_neighbors_fit(cfg: DictConfig, splits: Splits) -> None:
+    """label_spreading's graph joins each training image to ``n_neighbors`` others: there must
+    be that many (checked here, before a ``features=codes`` row pretrains its encoder)."""
+    n_train, n_neighbors = len(splits.x_train), cfg.classifier.get("n_neighbors")
+    spreading = C.is_sklearn(cfg) and cfg.classifier.name == "label_spreading"
+    if spreading and C._is_int(n_neighbors) and n_neighbors > n_train:
+        raise C.ConfigError(
+            f"classifier.n_neighbors={n_neighbors} is larger than the {n_train} training images "
+            f"of {splits.name}; use at most {n_train}"
+        )
+
+
 def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     """Everything that can fail on bad input, done before any training starts."""
     C.validate(cfg)
     check_objective(cfg)
     splits = load_dataset(cfg.data)
     check_labels_fit(cfg, splits)
+    check_neighbors_fit(cfg, splits)
     tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
     check = PRETRAIN_CHECKS.get(cfg.pretrain.name)
     if check:
@@ -354,9 +368,11 @@ def _train_with_objective(
 def _train_baseline(
     cfg: DictConfig, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
 ) -> dict[str, float]:
+    codes = pretrained_codes(cfg, splits, tracker, run) if C.on_codes(cfg) else None
     baseline = run_baseline(
-        view.splits, view.labeled, cfg.classifier, cfg.seed, choose=view.fixed_epochs is None
-    )
+        view.splits, view.labeled, cfg.classifier, cfg.seed, choose=view.fixed_epochs is None,
+        codes=codes,
+    )  # fmt: skip
     results = {f"test/{name}": value for name, value in baseline.test.items()}
     if baseline.val_accuracy is not None:
         results["clf/val_accuracy_at_best"] = baseline.val_accuracy
@@ -364,6 +380,21 @@ def _train_baseline(
     results["params/classifier"] = baseline.n_parameters
     results["time/classifier_seconds"] = baseline.seconds
     return results
+
+
+def pretrained_codes(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog) -> Codes:
+    """``classifier.features=codes``: the pretrained encoder (from the cache, or pretrained now
+    as for a network's classifier), its lowest ``classifier.reuse_layers`` layers frozen in
+    the classifier's shape without the head: what the estimator reads instead of pixels."""
+    layers = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
+    reuse = C.reuse_layers(cfg)
+    network = model_family(cfg.model).classifier(
+        splits.image_shape, cfg.model, splits.n_classes, reuse
+    )
+    transplant_encoder(network, layers[:reuse], trainable=False)
+    encoder = keras.Model(network.inputs, network.layers[-2].output)  # below the head
+    batch = cfg.runtime.validation_batch_size
+    return Codes(lambda images: predict(encoder, images, batch), encoder.count_params())
 
 
 # --- pretraining, cached -----------------------------------------------------------------

@@ -70,7 +70,8 @@ def _settings_of(params: dict[str, str], tags: dict[str, str]) -> dict[str, str]
         key: value for key, value in params.items()
         if key not in NOT_SETTINGS and not key.startswith(NOT_SETTINGS_PREFIXES)
     }  # fmt: skip
-    if settings.get("classifier.kind") == "sklearn":
+    on_codes = settings.get("classifier.features") == "codes"  # a pretrained network's codes
+    if settings.get("classifier.kind") == "sklearn" and not on_codes:
         settings = {k: v for k, v in settings.items() if not k.startswith("model.")}
     if settings.get("pretrain.name") not in ("autoencoder", "greedy"):
         settings = {k: v for k, v in settings.items() if k not in ("model.tied", "model.name")}
