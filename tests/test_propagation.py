@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from clirun import find_runs, store_overrides, store_tracker
-from conftest import make_config, run_cli
+from conftest import make_config
 from omegaconf import OmegaConf
 from test_bad_input import no_training, one_line  # noqa: F401  (no_training: a fixture, by name)
 from test_pipeline import client_for, runs
@@ -106,19 +105,6 @@ def test_a_bad_value_stops_with_one_line_before_training(store, overrides, expec
     with pytest.raises(C.ConfigError) as error:
         pipeline.run_experiment(make_config(*FAST, *store, *overrides))
     assert expected in one_line(error)
-
-
-@pytest.mark.slow
-def test_the_command_line_refuses_a_bad_alpha_in_one_line(tmp_path):
-    result = run_cli(*FAST, *store_overrides(tmp_path), "classifier.alpha=0", check=False)
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("tiedae: error:")]
-    assert errors == [
-        "tiedae: error: classifier.alpha=0 must be a number in (0, 1) or a list of them "
-        "(the best on validation is kept)"
-    ]
-    assert "Traceback" not in result.stderr
-    assert not find_runs(store_tracker(tmp_path))
 
 
 def test_codes_need_the_encoder():
