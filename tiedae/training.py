@@ -303,12 +303,26 @@ def compiled_steps(
 # XLA's compile (~0.5 CPU-s for the seed's autoencoder) pays for itself after about 5,000
 # batches of 32 (it saves ~0.1 ms a batch on this machine); below that "auto" stays plain.
 JIT_AUTO_MIN_BATCHES = 5000
+# Layers that draw random numbers in training. XLA's CPU random-number generator made a
+# dropout-corrupted 784-500-200 autoencoder's epoch 4x slower here (8.9 against 2.1 CPU-s):
+# "auto" keeps such models plain.
+RANDOM_LAYERS = (
+    keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+)  # fmt: skip
 
 
-def use_jit(settings: FitSettings, n_examples: int) -> bool:
-    """``settings.jit``, with ``"auto"`` resolved: XLA when the run has enough full batches."""
+def draws_random_numbers(model: keras.Layer) -> bool:
+    """Whether training ``model`` draws random numbers (a dropout or noise layer in it)."""
+    return any(isinstance(layer, RANDOM_LAYERS) for layer in model._flatten_layers())
+
+
+def use_jit(settings: FitSettings, n_examples: int, draws_random: bool = False) -> bool:
+    """``settings.jit``, with ``"auto"`` resolved: XLA when the run has enough full batches
+    and its steps draw no random numbers."""
     if settings.jit == "auto":
-        return settings.epochs * (n_examples // settings.batch_size) >= JIT_AUTO_MIN_BATCHES
+        long_enough = settings.epochs * (n_examples // settings.batch_size) >= JIT_AUTO_MIN_BATCHES
+        return long_enough and not draws_random
     return bool(settings.jit)
 
 
@@ -334,7 +348,7 @@ def fit(
     y_valid = x_valid if validation[1] is validation[0] else tf.constant(validation[1])
     run_epoch = compiled_steps(
         model, x_all, y_all, loss, optimizer, settings.batch_size,
-        settings.steps_per_execution, use_jit(settings, len(x)),
+        settings.steps_per_execution, use_jit(settings, len(x), draws_random_numbers(model)),
     )  # fmt: skip
     # Validation stays a plain graph under jit too: XLA saves ~1% of it and compiles per shape.
     validate = evaluator(model, loss, metrics, settings.validation_batch_size)
