@@ -208,12 +208,13 @@ class RunLog:
                 self.experiment_id, name=name, source_run_id=self.run_id,
                 tags={"mlflow.modelFlavor": "keras"},
             )  # fmt: skip
-            info = Model.log(
-                None, flavor=_KerasFlavor, model_id=logged.model_id, name=name, run_id=self.run_id,
-                model=model, signature=signature, input_example=example,
-                pip_requirements=list(pip_requirements()), needs_tiedae=_needs_tiedae(model),
-                validate_serving_input=False,
-            )  # fmt: skip
+            with sigterm_held():
+                info = Model.log(
+                    None, flavor=_KerasFlavor, model_id=logged.model_id, name=name,
+                    run_id=self.run_id, model=model, signature=signature, input_example=example,
+                    pip_requirements=list(pip_requirements()), needs_tiedae=_needs_tiedae(model),
+                    validate_serving_input=False,
+                )  # fmt: skip
             self.client.finalize_logged_model(info.model_id, LoggedModelStatus.READY)
         except Exception as error:
             if logged is not None:
@@ -278,7 +279,7 @@ class Tracker:
         mlflow.set_tracking_uri(uri)
         location = self._artifact_location()
         with self._store_lock():
-            self.client = MlflowClient(uri)
+            self.client = SignalSafe(MlflowClient(uri))
             experiment = self.client.get_experiment_by_name(self.settings.experiment)
             if experiment is None:
                 self.experiment_id = self.client.create_experiment(
@@ -787,6 +788,30 @@ def _check_same_location(experiment, location: str | None, configured: str | Non
         f"keeps its artifacts in {experiment.artifact_location}; set tracking.artifact_dir to "
         "that folder, or use a new tracking.experiment name"
     )
+
+
+class SignalSafe:
+    """An ``MlflowClient`` whose every call ends before a SIGTERM is acted on.
+
+    A SIGTERM turned into KeyboardInterrupt in the middle of a sqlite write can leave that
+    write's transaction open in this process, and the run's closing writes then wait on it
+    until "database is locked" (seen under load, run status left RUNNING).
+    """
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def held(*args: Any, **kwargs: Any) -> Any:
+            with sigterm_held():
+                return attribute(*args, **kwargs)
+
+        return held
 
 
 @contextlib.contextmanager
