@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from tiedae import pipeline
 from tiedae.config import ConfigError, method_name
 from tiedae.data import load_digits_splits, stratified_subset
-from tiedae.objectives import OBJECTIVES, build_objective, fit_objective, train_with_objective
+from tiedae.objectives import OBJECTIVES, base, build_objective, fit_objective, train_with_objective
 from tiedae.objectives.base import compiled_objective_steps
 from tiedae.objectives.pseudo_label import pseudo_labels
 from tiedae.training import FitSettings, make_optimizer
@@ -173,6 +173,26 @@ def test_fit_objective_keeps_the_best_weights(digits):
     assert best == max(epoch["val_accuracy"] for epoch in history.epochs)
     predicted = objective.classifier.predict(digits.x_valid, verbose=0).argmax(axis=1)
     assert np.mean(predicted == digits.y_valid) == pytest.approx(best)
+
+
+def test_fit_objective_follows_runtime_jit(digits, monkeypatch):
+    """XLA when ``runtime.jit`` says true; "auto" leaves it out (it slows these steps on CPU)."""
+    asked: list[bool] = []
+
+    def recording(*args):  # the steps run plain all the same: no XLA compile in this test
+        asked.append(args[-1])
+        return compiled_objective_steps(*args[:-1], False)
+
+    monkeypatch.setattr(base, "compiled_objective_steps", recording)
+    # 10,000 steps would put a fit under XLA; a learning rate of 0 stops it after two epochs
+    objective = objective_for(config("entropy", "objective.steps_per_epoch=1"), digits)
+    for jit in (True, "auto", False):
+        fit_objective(
+            objective, (digits.x_train[:64], digits.y_train[:64]), digits.x_train,
+            (digits.x_valid, digits.y_valid), optimizer=make_optimizer("adam", 0.0),
+            settings=FitSettings(epochs=10_000, seed=0, patience=1, verbose=0, jit=jit),
+        )  # fmt: skip
+    assert asked == [True, False, False]
 
 
 @pytest.mark.parametrize("objective", ["joint_untied", "ladder_tied"])

@@ -6,8 +6,9 @@ compiled call runs ``steps_per_execution`` shuffled mini-batches in one ``tf.whi
 (traced without AutoGraph), and validation runs once an epoch in large batches through one
 function traced once. With ``jit`` the loop is compiled by XLA: every full batch is a
 fixed-size slice of the epoch's order (one static shape), the short last batch runs apart.
-Objectives plug in as a step function (``train_step``; ``EpochRunner`` runs any). The
-mathematics is the seed's (same batch size, same loss reduction,
+The epoch loop around it (``run_epochs``: shuffling, validation, early stopping, the best
+weights, checkpoints) is also the semi-supervised objectives' (``fit_objective``), which bring
+their own compiled steps. The mathematics is the seed's (same batch size, same loss reduction,
 same optimizer update), so what is learned is the same; ``tests/test_bench.py`` checks it
 against a plain eager loop. ``make bench`` measures the speed against the seed's ``fit``.
 """
@@ -18,7 +19,7 @@ import os
 import pickle
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -56,19 +57,25 @@ class FitSettings:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Where ``fit`` saves its whole state every ``every`` epochs, and resumes from.
+    """Where a training (``run_epochs``: ``fit``, ``fit_objective``) saves its whole state every
+    ``every`` epochs, and resumes from.
 
-    The state (model and optimizer variables, epoch, early-stopping state, history) is one
-    pickle written atomically, so a process killed while saving leaves the previous one. A
-    training of several ``fit`` calls gives each its own ``part``; a ``fit`` that ran to its
-    end saves a final state, so a resumed training passes over it without training again.
-    ``resumed`` is told the name and the epoch a ``fit`` resumed after.
+    The state (its variables and the optimizer's, epoch, early-stopping state, history, the
+    shuffling generator's state) is one pickle written atomically, so a process killed while
+    saving leaves the previous one. A training of several ``fit`` calls gives each its own
+    ``part``; a ``fit`` that ran to its end saves a final state, so a resumed training passes
+    over it without training again. ``resumed`` is told the name and the epoch a ``fit``
+    resumed after.
     """
 
     folder: Path
     every: int = 1
     name: str = "fit"
     resumed: Callable[[str, int], None] | None = None
+
+    def due(self, epoch: int, last: bool) -> bool:
+        """Whether to save after ``epoch`` epochs (``last``: the loop ends there)."""
+        return self.every > 0 and (last or epoch % self.every == 0)
 
     def part(self, name: str) -> Checkpoint:
         return replace(self, folder=self.folder / name, name=f"{self.name}/{name}")
@@ -303,6 +310,16 @@ def compiled_steps(
 # XLA's compile (~0.5 CPU-s for the seed's autoencoder) pays for itself after about 5,000
 # batches of 32 (it saves ~0.1 ms a batch on this machine); below that "auto" stays plain.
 JIT_AUTO_MIN_BATCHES = 5000
+
+
+def resolve_jit(jit: bool | str, n_batches: int, pays_off_at: float = JIT_AUTO_MIN_BATCHES) -> bool:
+    """``jit`` (``runtime.jit``), with ``"auto"`` resolved: XLA for a training of
+    ``n_batches`` batches if that is ``pays_off_at`` or more."""
+    if jit == "auto":
+        return n_batches >= pays_off_at
+    return bool(jit)
+
+
 # Layers that draw random numbers in training. XLA's CPU random-number generator made a
 # dropout-corrupted 784-500-200 autoencoder's epoch 4x slower here (8.9 against 2.1 CPU-s):
 # "auto" keeps such models plain.
@@ -318,12 +335,181 @@ def draws_random_numbers(model: keras.Layer) -> bool:
 
 
 def use_jit(settings: FitSettings, n_examples: int, draws_random: bool = False) -> bool:
-    """``settings.jit``, with ``"auto"`` resolved: XLA when the run has enough full batches
-    and its steps draw no random numbers."""
-    if settings.jit == "auto":
-        long_enough = settings.epochs * (n_examples // settings.batch_size) >= JIT_AUTO_MIN_BATCHES
-        return long_enough and not draws_random
-    return bool(settings.jit)
+    """``settings.jit`` for a ``fit`` on ``n_examples``: "auto" counts its full batches, and
+    stays plain when its steps draw random numbers."""
+    if draws_random and settings.jit == "auto":
+        return False
+    return resolve_jit(settings.jit, settings.epochs * (n_examples // settings.batch_size))
+
+
+# --- the epoch loop ------------------------------------------------------------------------
+
+Progress = Callable[[int], None]  # told the number of steps done so far in the epoch
+
+
+@dataclass(frozen=True)
+class Trainee:
+    """What ``run_epochs`` trains: ``name`` (in messages), ``variables`` (its whole state, saved
+    in checkpoints with the ``optimizer``'s), and ``weights``, kept at their best epoch."""
+
+    name: str
+    variables: Sequence[tf.Variable]
+    weights: Sequence[tf.Variable]
+    optimizer: keras.optimizers.Optimizer
+    remedy: str = "lower its learning rate"  # said when the loss diverges
+
+
+@dataclass(frozen=True)
+class Epochs:
+    """How one epoch runs: ``shuffle(rng)`` draws its order(s) of the data; ``train(epoch, order,
+    progress)`` runs its ``n_steps`` steps and returns the mean of each named loss (``loss``
+    among them); ``validate()`` returns the validation metrics (``loss`` among them)."""
+
+    n_steps: int
+    shuffle: Callable[[np.random.Generator], Any]
+    train: Callable[[int, Any, Progress | None], dict[str, float]]
+    validate: Callable[[], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The logged value early stopping and the kept weights follow, and which way is better."""
+
+    key: str
+    higher_is_better: bool = False
+
+    def score(self, logs: Mapping[str, float]) -> float:
+        """The value signed so that lower is better."""
+        return -logs[self.key] if self.higher_is_better else logs[self.key]
+
+
+VAL_LOSS = Monitor("val_loss")
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands after ``epoch`` epochs: what a checkpoint holds besides variables."""
+
+    epoch: int = 0
+    stopped: bool = False
+    history: History = field(default_factory=History)
+    best: float = np.inf  # the best ``Monitor.score`` so far
+    best_weights: list[np.ndarray] | None = None
+    waited: int = 0  # epochs since the best
+
+    def judge(
+        self, epoch: int, score: float, weights: Sequence[tf.Variable], patience: int | None
+    ) -> None:
+        """Keep the weights if ``score`` is the best yet; else stop after ``patience`` epochs."""
+        if score < self.best:
+            self.best, self.best_weights, self.waited = score, [w.numpy() for w in weights], 0
+            self.history.best_epoch = epoch
+        else:
+            self.waited += 1
+            self.stopped = patience is not None and self.waited >= patience
+
+
+def run_epochs(
+    trainee: Trainee,
+    epochs: Epochs,
+    settings: FitSettings,
+    *,
+    monitor: Monitor = VAL_LOSS,
+    keep_best: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+) -> History:
+    """The epoch loop every training shares; returns the per-epoch logs (the named losses and
+    ``val_<metric>``s). Each epoch draws its order from one generator seeded with
+    ``settings.seed``, trains, stops with ``DivergedError`` on a non-finite loss, validates,
+    prints (``settings.verbose``) and calls ``on_epoch_end(epoch, logs)``. With ``keep_best``,
+    the weights of the best ``monitor`` are restored at the end, and ``settings.patience``
+    epochs without a better one stop the loop. With ``settings.checkpoint`` it saves its whole
+    state every ``checkpoint.every`` epochs and at its end, and resumes from the last one.
+    """
+    rng = np.random.default_rng(settings.seed)
+    verbose = resolve_verbose(settings.verbose)
+    checkpoint = settings.checkpoint
+    loop = _resume(checkpoint, trainee, epochs, rng, verbose) if checkpoint else LoopState()
+    seconds_before, started = loop.history.seconds, time.perf_counter()
+    for epoch in range(loop.epoch, 0 if loop.stopped else settings.epochs):
+        epoch_start = time.perf_counter()
+        order = epochs.shuffle(rng)
+        bar = keras.utils.Progbar(epochs.n_steps, verbose=1) if verbose == 1 else None
+        if bar:
+            print(f"Epoch {epoch + 1}/{settings.epochs}")
+        logs = epochs.train(epoch, order, bar.update if bar else None)
+        if not np.isfinite(logs["loss"]):
+            raise DivergedError(
+                f"training diverged: loss {logs['loss']} in epoch {epoch + 1} of {trainee.name}; "
+                f"{trainee.remedy}"
+            )
+        logs.update({f"val_{name}": value for name, value in epochs.validate().items()})
+        loop.history.epochs.append(logs)
+        if verbose:
+            shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+            print(f"epoch {epoch + 1}/{settings.epochs} - {time.perf_counter() - epoch_start:.1f}s"
+                  f" - {shown}", flush=True)  # fmt: skip
+        if on_epoch_end:
+            on_epoch_end(epoch, logs)
+        if keep_best:
+            loop.judge(epoch, monitor.score(logs), trainee.weights, settings.patience)
+        loop.epoch = epoch + 1
+        loop.history.seconds = seconds_before + time.perf_counter() - started
+        if checkpoint and checkpoint.due(loop.epoch, loop.stopped or loop.epoch == settings.epochs):
+            checkpoint.save(_state(loop, trainee, rng))
+        if loop.stopped:
+            break
+    if loop.best_weights is not None:
+        for variable, value in zip(trainee.weights, loop.best_weights, strict=True):
+            variable.assign(value)
+    loop.history.seconds = seconds_before + time.perf_counter() - started
+    return loop.history
+
+
+def _state(loop: LoopState, trainee: Trainee, rng: np.random.Generator) -> dict[str, Any]:
+    """What a checkpoint holds: the loop's state, the variables' values, the generator's."""
+    return {
+        "epoch": loop.epoch, "stopped": loop.stopped, "history": loop.history.epochs,
+        "best_epoch": loop.history.best_epoch, "seconds": loop.history.seconds,
+        "best": loop.best, "best_weights": loop.best_weights, "waited": loop.waited,
+        "model": [v.numpy() for v in trainee.variables],
+        "optimizer": [v.numpy() for v in trainee.optimizer.variables],
+        "rng": rng.bit_generator.state,
+    }  # fmt: skip
+
+
+def _resume(
+    checkpoint: Checkpoint, trainee: Trainee, epochs: Epochs, rng: np.random.Generator,
+    verbose: int,
+) -> LoopState:  # fmt: skip
+    """The loop's state saved in ``checkpoint`` (a new one if none is), with the variables and
+    the generator restored as they were."""
+    state = checkpoint.load()
+    if state is None:
+        return LoopState()
+    for variables, values in ((trainee.variables, state["model"]),
+                              (trainee.optimizer.variables, state["optimizer"])):  # fmt: skip
+        if len(variables) != len(values):
+            raise ValueError(
+                f"checkpoint does not fit: {len(values)} saved variables, {len(variables)} here"
+            )
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+    if "rng" in state:
+        rng.bit_generator.state = state["rng"]
+    else:  # saved before the generator's state was: draw the orders already drawn again
+        for _ in range(state["epoch"]):
+            epochs.shuffle(rng)
+    history = History(list(state["history"]), state["best_epoch"], state["seconds"])
+    loop = LoopState(
+        state["epoch"], state["stopped"], history, state.get("best", state.get("best_loss")),
+        state["best_weights"], state["waited"],
+    )  # fmt: skip
+    if verbose:
+        print(f"{checkpoint.name}: resumed from epoch {loop.epoch}", flush=True)
+    if checkpoint.resumed:
+        checkpoint.resumed(checkpoint.name, loop.epoch)
+    return loop
 
 
 def fit(
@@ -341,6 +527,7 @@ def fit(
     """Mini-batch training with per-epoch validation; returns the per-epoch logs.
 
     Logs hold ``loss`` (mean training loss of the epoch), ``val_loss`` and ``val_<metric>``.
+    With ``settings.patience``, early stopping on ``val_loss`` restores the best weights.
     """
     # The data sits in memory as tensors, copied once; an autoencoder's targets are its inputs.
     x_all, x_valid = tf.constant(x), tf.constant(validation[0])
@@ -352,83 +539,16 @@ def fit(
     )  # fmt: skip
     # Validation stays a plain graph under jit too: XLA saves ~1% of it and compiles per shape.
     validate = evaluator(model, loss, metrics, settings.validation_batch_size)
-    rng = np.random.default_rng(settings.seed)
-    n_steps = run_epoch.n_steps
-    verbose = resolve_verbose(settings.verbose)
-    history, best_loss, best_weights, waited = History(), np.inf, None, 0
-    first_epoch, stopped, seconds_before = 0, False, 0.0
-    checkpoint = settings.checkpoint
-    state = checkpoint.load() if checkpoint else None
-    if state is not None:
-        _restore(model, optimizer, state)
-        history = History(list(state["history"]), state["best_epoch"])
-        best_loss, best_weights, waited = state["best_loss"], state["best_weights"], state["waited"]
-        first_epoch, stopped, seconds_before = state["epoch"], state["stopped"], state["seconds"]
-        for _ in range(first_epoch):  # the shuffles already drawn: the same ones follow
-            rng.permutation(len(x))
-        if verbose:
-            print(f"{checkpoint.name}: resumed from epoch {first_epoch}", flush=True)
-        if checkpoint.resumed:
-            checkpoint.resumed(checkpoint.name, first_epoch)
-    started = time.perf_counter()
-    for epoch in range(first_epoch, 0 if stopped else settings.epochs):
-        epoch_start = time.perf_counter()
-        order = tf.constant(rng.permutation(len(x)), dtype=tf.int32)
-        bar = keras.utils.Progbar(n_steps, verbose=1) if verbose == 1 else None
-        if bar:
-            print(f"Epoch {epoch + 1}/{settings.epochs}")
-        loss_sum = run_epoch(order, bar.update if bar else None)
-        logs = {"loss": loss_sum / len(x)}
-        if not np.isfinite(logs["loss"]):
-            raise DivergedError(
-                f"training diverged: loss {logs['loss']} in epoch {epoch + 1} of {model.name}; "
-                "lower its learning rate"
-            )
-        val = validate(x_valid, y_valid)
-        logs.update({f"val_{name}": value for name, value in val.items()})
-        history.epochs.append(logs)
-        if verbose:
-            shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-            print(f"epoch {epoch + 1}/{settings.epochs} - {time.perf_counter() - epoch_start:.1f}s"
-                  f" - {shown}", flush=True)  # fmt: skip
-        if on_epoch_end:
-            on_epoch_end(epoch, logs)
-        if settings.patience is not None:
-            if logs["val_loss"] < best_loss:
-                best_loss, best_weights, waited = logs["val_loss"], model.get_weights(), 0
-                history.best_epoch = epoch
-            else:
-                waited += 1
-                stopped = waited >= settings.patience
-        last = stopped or epoch + 1 == settings.epochs
-        if checkpoint and checkpoint.every > 0 and (last or (epoch + 1) % checkpoint.every == 0):
-            checkpoint.save({
-                "epoch": epoch + 1, "stopped": stopped, "history": history.epochs,
-                "best_epoch": history.best_epoch, "best_loss": best_loss,
-                "best_weights": best_weights, "waited": waited,
-                "seconds": seconds_before + time.perf_counter() - started,
-                "model": [v.numpy() for v in model.variables],
-                "optimizer": [v.numpy() for v in optimizer.variables],
-            })  # fmt: skip
-        if stopped:
-            break
-    if best_weights is not None:
-        model.set_weights(best_weights)
-    history.seconds = seconds_before + time.perf_counter() - started
-    return history
 
+    def train(epoch: int, order: np.ndarray, progress: Progress | None) -> dict[str, float]:
+        return {"loss": run_epoch(tf.constant(order, dtype=tf.int32), progress) / len(x)}
 
-def _restore(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer, state: Mapping[str, Any]
-) -> None:
-    """The model's variables (weights and random-seed states) and the optimizer's."""
-    if not optimizer.built:
-        optimizer.build(model.trainable_variables)
-    for variables, values in ((model.variables, state["model"]),
-                              (optimizer.variables, state["optimizer"])):  # fmt: skip
-        if len(variables) != len(values):
-            raise ValueError(
-                f"checkpoint does not fit: {len(values)} saved variables, {len(variables)} here"
-            )
-        for variable, value in zip(variables, values, strict=True):
-            variable.assign(value)
+    epochs = Epochs(
+        run_epoch.n_steps, lambda rng: rng.permutation(len(x)), train,
+        lambda: validate(x_valid, y_valid),
+    )  # fmt: skip
+    trainee = Trainee(model.name, model.variables, model.weights, optimizer)
+    return run_epochs(
+        trainee, epochs, settings, keep_best=settings.patience is not None,
+        on_epoch_end=on_epoch_end,
+    )  # fmt: skip

@@ -10,7 +10,6 @@ losses whose ``loss`` entry is the total the gradient follows. ``fit_objective``
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -19,19 +18,30 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from tiedae.config import ConfigError, DivergedError
+from tiedae.config import ConfigError
 from tiedae.models import build_encoder, encoder_dense_layers
 from tiedae.training import (
     EpochCallback,
+    Epochs,
     FitSettings,
     History,
+    Monitor,
+    Progress,
+    Trainee,
     evaluator,
-    resolve_verbose,
+    resolve_jit,
+    run_epochs,
 )
 
 ACCURACY = {"accuracy": keras.metrics.sparse_categorical_accuracy}
 MONITORS = ("val_accuracy", "val_loss")
 Batch = tuple[tf.Tensor, tf.Tensor]  # (images, labels); unlabeled batches carry images only
+Logs = dict[str, float]
+# With runtime.jit=auto, XLA from this many steps of a training: never yet. On CPU XLA made the
+# noisy steps slower (a step: ladder x3.6, mean teacher x1.4, joint x1.3; its random normals
+# are slow there, and even with Philox ones the ladder only broke even) and compiles for
+# 5-15 CPU-s; runtime.jit=true still asks for it.
+JIT_AUTO_MIN_STEPS = math.inf
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 
@@ -99,9 +109,9 @@ class Objective:
     ``unlabeled_batch_size``, ``steps_per_epoch`` (null: one pass over the unlabeled pool),
     ``input_noise`` and ``hidden_noise`` (Gaussian standard deviations, training only),
     ``monitor`` (what early stopping and the kept weights follow), ``lr_decay_start`` (null, or
-    the fraction of the epochs after which the learning rate falls linearly to 0) and
-    ``jit_compile`` (XLA-compile the training steps); ``epochs`` and ``patience`` (null: the
-    classifier's), so a sweep's ``classifier.epochs`` for other rows leaves these alone.
+    the fraction of the epochs after which the learning rate falls linearly to 0); ``epochs``
+    and ``patience`` (null: the classifier's), so a sweep's ``classifier.epochs`` for other rows
+    leaves these alone. XLA follows ``runtime.jit``, as the other trainings do.
     """
 
     name: ClassVar[str] = ""
@@ -143,7 +153,6 @@ class Objective:
         start = section.get("lr_decay_start")
         if start is not None and (not _number(start) or not 0 <= start < 1):
             problems.append(f"objective.lr_decay_start={start!r} must be null or in [0, 1)")
-        boolean(problems, "jit_compile", section.get("jit_compile"))
         return problems
 
     # networks ----------------------------------------------------------------------------
@@ -167,6 +176,16 @@ class Objective:
     @property
     def trainable_variables(self) -> list[tf.Variable]:
         return list(self.classifier.trainable_variables)
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """Its whole state, as a checkpoint saves it: networks (the classifier's moving
+        averages too), the step count and the noise's seed."""
+        variables = [
+            *self.classifier.variables, *self.trainable_variables, self.step,
+            self.noise_seed.state,
+        ]  # fmt: skip
+        return list({id(v): v for v in variables}.values())  # each once, in order
 
     def count_parameters(self) -> int:
         return sum(int(np.prod(v.shape)) for v in self.trainable_variables)
@@ -274,10 +293,12 @@ def fit_objective(
     settings: FitSettings,
     on_epoch_end: EpochCallback | None = None,
 ) -> History:
-    """Train ``objective`` for ``settings.epochs`` epochs of its steps; per-epoch logs hold the
-    mean of each named loss, ``val_loss`` and ``val_accuracy``. With ``settings.patience`` it
-    stops when ``objective.monitor`` has not improved for that many epochs, and keeps the best
-    weights."""
+    """Train ``objective`` for ``settings.epochs`` epochs of its steps in the shared loop
+    (``run_epochs``); per-epoch logs hold the mean of each named loss, ``val_loss`` and
+    ``val_accuracy``. The best weights on ``objective.monitor`` are kept; with
+    ``settings.patience`` it stops when the monitor has not improved for that many epochs.
+    ``settings.checkpoint`` saves and resumes it; ``settings.jit`` applies ("auto": XLA from
+    ``JIT_AUTO_MIN_STEPS`` steps)."""
     section = objective.section
     x_labeled, y_labeled = tf.constant(labeled[0]), tf.constant(labeled[1])
     x_unlabeled = tf.constant(unlabeled)
@@ -285,59 +306,44 @@ def fit_objective(
     lb, ub = int(section.labeled_batch_size), int(section.unlabeled_batch_size)
     run = compiled_objective_steps(
         objective, optimizer, x_labeled, y_labeled, x_unlabeled, lb, ub,
-        bool(section.get("jit_compile", False)),
+        resolve_jit(settings.jit, settings.epochs * n_steps, JIT_AUTO_MIN_STEPS),
     )  # fmt: skip
     validate = evaluator(
         objective.classifier, keras.losses.sparse_categorical_crossentropy, ACCURACY,
         settings.validation_batch_size,
     )  # fmt: skip
     x_valid, y_valid = tf.constant(validation[0]), tf.constant(validation[1])
-    rng = np.random.default_rng(settings.seed)
-    chunk = max(1, settings.steps_per_execution)
-    verbose = resolve_verbose(settings.verbose)
-    monitor, sign = section.monitor, (-1.0 if section.monitor == "val_accuracy" else 1.0)
+    chunk, names = max(1, settings.steps_per_execution), objective.loss_names
     base_rate = float(optimizer.learning_rate.numpy())
     decay_start = section.get("lr_decay_start")
-    history, best, best_weights, waited = History(), np.inf, None, 0
-    started = time.perf_counter()
-    for epoch in range(settings.epochs):
-        epoch_start = time.perf_counter()
+
+    def shuffle(rng: np.random.Generator) -> tuple[tf.Tensor, tf.Tensor]:
+        return (
+            shuffled_orders(rng, len(labeled[0]), n_steps * lb),
+            shuffled_orders(rng, len(unlabeled), n_steps * ub),
+        )
+
+    def train(epoch: int, orders: tuple[tf.Tensor, ...], progress: Progress | None) -> Logs:
         if decay_start is not None:
-            optimizer.learning_rate.assign(
-                base_rate * learning_rate_factor(epoch, settings.epochs, float(decay_start))
-            )
-        labeled_order = shuffled_orders(rng, len(labeled[0]), n_steps * lb)
-        unlabeled_order = shuffled_orders(rng, len(unlabeled), n_steps * ub)
-        sums = np.zeros(len(objective.loss_names))
+            rate = base_rate * learning_rate_factor(epoch, settings.epochs, float(decay_start))
+            optimizer.learning_rate.assign(rate)
+        sums = np.zeros(len(names))
         for first in range(0, n_steps, chunk):
             count = min(chunk, n_steps - first)
-            sums += [float(s) for s in run(labeled_order, unlabeled_order, first, count)]
-        logs = {
-            name: total / n_steps for name, total in zip(objective.loss_names, sums, strict=True)
-        }
-        if not np.isfinite(logs["loss"]):
-            raise DivergedError(
-                f"training diverged: loss {logs['loss']} in epoch {epoch + 1} of objective "
-                f"{objective.name}; lower classifier.learning_rate or the objective's weights"
-            )
-        logs.update({f"val_{k}": v for k, v in validate(x_valid, y_valid).items()})
-        history.epochs.append(logs)
-        if verbose:
-            shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-            print(f"epoch {epoch + 1}/{settings.epochs} - {time.perf_counter() - epoch_start:.1f}s"
-                  f" - {shown}", flush=True)  # fmt: skip
-        if on_epoch_end:
-            on_epoch_end(epoch, logs)
-        if sign * logs[monitor] < best:
-            best, best_weights, waited = sign * logs[monitor], _weights(objective), 0
-            history.best_epoch = epoch
-        else:
-            waited += 1
-            if settings.patience is not None and waited >= settings.patience:
-                break
-    _set_weights(objective, best_weights)
-    history.seconds = time.perf_counter() - started
-    return history
+            sums += [float(s) for s in run(*orders, tf.constant(first), tf.constant(count))]
+            if progress:
+                progress(first + count)
+        return {name: total / n_steps for name, total in zip(names, sums, strict=True)}
+
+    trainee = Trainee(
+        f"objective {objective.name}", objective.variables, objective.classifier.weights,
+        optimizer, remedy="lower classifier.learning_rate or the objective's weights",
+    )  # fmt: skip
+    monitor = Monitor(section.monitor, higher_is_better=section.monitor == "val_accuracy")
+    epochs = Epochs(n_steps, shuffle, train, lambda: validate(x_valid, y_valid))
+    return run_epochs(
+        trainee, epochs, settings, monitor=monitor, keep_best=True, on_epoch_end=on_epoch_end
+    )
 
 
 def learning_rate_factor(epoch: int, epochs: int, start: float) -> float:
@@ -346,13 +352,3 @@ def learning_rate_factor(epoch: int, epochs: int, start: float) -> float:
     if epoch < first:
         return 1.0
     return (epochs - epoch) / max(1, epochs - first)
-
-
-def _weights(objective: Objective) -> list[np.ndarray]:
-    return [v.numpy() for v in objective.classifier.weights]
-
-
-def _set_weights(objective: Objective, weights: list[np.ndarray] | None) -> None:
-    if weights is not None:
-        for variable, value in zip(objective.classifier.weights, weights, strict=True):
-            variable.assign(value)

@@ -4,8 +4,9 @@
 
 Builds each ``conf/method`` row on Fashion-MNIST (500 labels), runs ``--steps`` of its compiled
 two-stream steps after a first call that traces, and prints wall and process-CPU milliseconds a
-step and the seconds of an epoch (``steps_per_epoch`` of the full 55,000-image pool). CPU time
-is the figure to trust on a shared machine; wall time only on an idle one.
+step and the seconds of an epoch (``steps_per_epoch`` of the full 55,000-image pool), under XLA
+where ``runtime.jit`` puts a whole training of the row. CPU time is the figure to trust on a
+shared machine; wall time only on an idle one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tiedae.config import CONFIG_DIR
 from tiedae.data import load_dataset, stratified_subset
 from tiedae.objectives import build_objective
 from tiedae.objectives.base import compiled_objective_steps, shuffled_orders, steps_per_epoch
-from tiedae.training import configure_tensorflow, make_optimizer
+from tiedae.training import configure_tensorflow, make_optimizer, resolve_jit
 
 ROWS = ("ladder_tied,ladder_untied,gamma_model,joint_tied,joint_untied,pseudo_label,"
         "mean_teacher,entropy_min,semantic_loss")  # fmt: skip
@@ -48,10 +49,12 @@ def main(argv: list[str] | None = None) -> None:
         objective = build_objective(cfg, splits.image_shape, splits.n_classes, POOL)
         section = cfg.objective
         lb, ub = int(section.labeled_batch_size), int(section.unlabeled_batch_size)
+        epochs = section.get("epochs") or cfg.classifier.epochs
         run = compiled_objective_steps(
             objective, make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate),
             tf.constant(splits.x_train[labeled]), tf.constant(splits.y_train[labeled]),
-            tf.constant(splits.x_train), lb, ub, bool(section.jit_compile),
+            tf.constant(splits.x_train), lb, ub,
+            resolve_jit(cfg.runtime.jit, epochs * objective.steps_per_epoch),
         )  # fmt: skip
         rng = np.random.default_rng(0)
         total = args.steps + 1

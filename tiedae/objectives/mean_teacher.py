@@ -47,6 +47,10 @@ class MeanTeacher(Objective):
     def trainable_variables(self) -> list[tf.Variable]:
         return list(self.student.trainable_variables)
 
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return [*super().variables, *self.student.non_trainable_variables]
+
     def teacher_forward(self, x: tf.Tensor) -> tf.Tensor:
         self.encoder, self.head = self.teacher_encoder, self.teacher_head
         try:
