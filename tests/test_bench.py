@@ -18,7 +18,8 @@ from tiedae import bench
 from tiedae.config import CONFIG_DIR, ConfigError, pretrain_settings, settings_key, validate
 from tiedae.data import load_digits_splits
 from tiedae.models import Autoencoder
-from tiedae.training import EpochRunner, FitSettings, draws_random_numbers, fit, use_jit
+from tiedae.models.conv import ConvAutoencoder
+from tiedae.training import EpochRunner, FitSettings, fit, use_jit, xla_pays_off
 
 
 def make_config(tmp_path, *overrides: str):
@@ -131,9 +132,12 @@ def test_runtime_jit_is_validated_and_auto_picks_xla_for_long_fits(tmp_path):
     auto = FitSettings(epochs=10, jit="auto")
     assert use_jit(auto, 55_000) and not use_jit(auto, 500)  # pretraining; 500 labels
     assert use_jit(FitSettings(epochs=1, jit=True), 10) and not use_jit(FitSettings(epochs=99), 1e6)
-    assert not use_jit(auto, 55_000, draws_random=True)  # XLA's random numbers: 4x slower
-    noisy = Autoencoder((8, 8), [4], input_noise="dropout", noise_rate=0.3)
-    assert draws_random_numbers(noisy) and not draws_random_numbers(Autoencoder((8, 8), [4]))
+    assert not use_jit(auto, 55_000, xla_suits_model=False)
+    assert xla_pays_off(Autoencoder((8, 8), [4])) and xla_pays_off(
+        Autoencoder((8, 8), [4], tied=False)
+    )
+    assert not xla_pays_off(Autoencoder((8, 8), [4], input_noise="dropout", noise_rate=0.3))
+    assert not xla_pays_off(ConvAutoencoder((8, 8), [4], [4]))  # 10x slower under XLA here
 
 
 # --- the seed's recipe beside tiedae's, in process, on digits ----------------------------------

@@ -30,6 +30,7 @@ import tensorflow as tf
 from keras import ops
 
 from tiedae.config import DivergedError
+from tiedae.layers import DenseTranspose
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
 Metric = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -320,24 +321,32 @@ def resolve_jit(jit: bool | str, n_batches: int, pays_off_at: float = JIT_AUTO_M
     return bool(jit)
 
 
-# Layers that draw random numbers in training. XLA's CPU random-number generator made a
-# dropout-corrupted 784-500-200 autoencoder's epoch 4x slower here (8.9 against 2.1 CPU-s):
-# "auto" keeps such models plain.
+# Where XLA was measured to pay off on this CPU: dense networks (``make bench``). A
+# dropout-corrupted 784-500-200 autoencoder ran 4x slower under it (XLA's CPU random numbers:
+# 8.9 against 2.1 CPU-s), the conv autoencoder 10x (23 against 2.2 CPU-s for 100 batches).
+XLA_LAYERS = (keras.layers.Dense, DenseTranspose)
 RANDOM_LAYERS = (
     keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
     keras.layers.AlphaDropout,
 )  # fmt: skip
 
 
-def draws_random_numbers(model: keras.Layer) -> bool:
-    """Whether training ``model`` draws random numbers (a dropout or noise layer in it)."""
-    return any(isinstance(layer, RANDOM_LAYERS) for layer in model._flatten_layers())
+def xla_pays_off(model: keras.Layer) -> bool:
+    """Whether ``runtime.jit=auto`` may compile ``model``'s training with XLA: every layer with
+    weights is dense (``XLA_LAYERS``) and none draws random numbers."""
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, RANDOM_LAYERS):
+            return False
+        is_leaf = not layer._flatten_layers(include_self=False)
+        if is_leaf and layer.weights and not isinstance(layer, XLA_LAYERS):
+            return False
+    return True
 
 
-def use_jit(settings: FitSettings, n_examples: int, draws_random: bool = False) -> bool:
+def use_jit(settings: FitSettings, n_examples: int, xla_suits_model: bool = True) -> bool:
     """``settings.jit`` for a ``fit`` on ``n_examples``: "auto" counts its full batches, and
-    stays plain when its steps draw random numbers."""
-    if draws_random and settings.jit == "auto":
+    stays plain for a model XLA does not suit (``xla_pays_off``)."""
+    if settings.jit == "auto" and not xla_suits_model:
         return False
     return resolve_jit(settings.jit, settings.epochs * (n_examples // settings.batch_size))
 
@@ -535,7 +544,7 @@ def fit(
     y_valid = x_valid if validation[1] is validation[0] else tf.constant(validation[1])
     run_epoch = compiled_steps(
         model, x_all, y_all, loss, optimizer, settings.batch_size,
-        settings.steps_per_execution, use_jit(settings, len(x), draws_random_numbers(model)),
+        settings.steps_per_execution, use_jit(settings, len(x), xla_pays_off(model)),
     )  # fmt: skip
     # Validation stays a plain graph under jit too: XLA saves ~1% of it and compiles per shape.
     validate = evaluator(model, loss, metrics, settings.validation_batch_size)
