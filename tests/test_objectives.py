@@ -118,6 +118,7 @@ def test_pseudo_labels_respect_their_threshold():
         (["objective=pseudo_label", "objective.threshold=1.5"], "objective.threshold=1.5"),
         (["objective=joint_tied", "objective.name=ladderz"], "objective.name='ladderz'"),
         (["objective=ladder_tied", "model.sizes=[32]"], "objective.costs="),
+        (["objective=joint_tied", "model=conv_tied"], "not the conv model conv_tied"),
     ],
 )
 def test_bad_objective_values_stop_with_one_line_before_training(overrides, named, store):

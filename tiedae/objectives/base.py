@@ -19,7 +19,7 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from tiedae.config import ConfigError
-from tiedae.models import build_encoder, encoder_dense_layers
+from tiedae.models import DEFAULT_FAMILY, build_encoder, encoder_dense_layers, family_name
 from tiedae.training import (
     EpochCallback,
     Epochs,
@@ -94,6 +94,11 @@ def check_objective(cfg: DictConfig) -> None:
         problems.append(
             f"objective={name} trains a network but classifier.kind={cfg.classifier.kind}; "
             "use a keras classifier (e.g. classifier=finetune) or objective=none"
+        )
+    if family_name(cfg.model) != DEFAULT_FAMILY:
+        problems.append(
+            f"objective={name} builds an MLP of model.sizes, not the {family_name(cfg.model)} "
+            f"model {cfg.model.get('name')}; use model=tied or model=untied, or objective=none"
         )
     if problems:
         raise ConfigError("; ".join(problems))
