@@ -592,38 +592,40 @@ def summarize(rows: Sequence[Measurement]) -> list[dict[str, Any]]:
     return summary
 
 
+def _ratios(ours: dict[str, Any], other: dict[str, Any], quality: str) -> dict[str, Any]:
+    """Our speed over ``other``'s (wall and CPU), and both final validation ``quality`` values
+    (``loss``: as ``val_loss_seed``/``val_loss_tiedae`` and the relative difference;
+    ``metric``: as ``val_metric_keras``/``val_metric_tiedae``)."""
+    ratios = {
+        "speedup": ours["images_per_s"] / other["images_per_s"],
+        "speedup_cpu": ours["images_per_cpu_s"] / other["images_per_cpu_s"],
+    }
+    if quality == "metric":
+        return {**ratios, "val_metric_keras": other["val_metric"],
+                "val_metric_tiedae": ours["val_metric"]}  # fmt: skip
+    return {
+        **ratios, "val_loss_seed": other["val_loss"], "val_loss_tiedae": ours["val_loss"],
+        "val_loss_rel_diff": (ours["val_loss"] - other["val_loss"]) / other["val_loss"],
+    }  # fmt: skip
+
+
 def comparisons(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """tiedae against the seed's fit per variant; the sweep without the cache against with."""
     by_key = {(s["stage"], s["variant"], s["path"]): s for s in summary}
     found = []
     for (stage, variant, path), ours in by_key.items():
-        seed = by_key.get((stage, variant, SEED_PATH))
-        if path == TIEDAE_PATH and seed:
-            found.append({
-                "stage": stage, "variant": variant,
-                "speedup": ours["images_per_s"] / seed["images_per_s"],
-                "speedup_cpu": ours["images_per_cpu_s"] / seed["images_per_cpu_s"],
-                "val_loss_seed": seed["val_loss"], "val_loss_tiedae": ours["val_loss"],
-                "val_loss_rel_diff": (ours["val_loss"] - seed["val_loss"]) / seed["val_loss"],
-            })  # fmt: skip
-        keras_fit = by_key.get((stage, variant, KERAS_PATH))
-        if path == TIEDAE_PATH and keras_fit:
-            found.append({
-                "stage": stage, "variant": variant,
-                "speedup": ours["images_per_s"] / keras_fit["images_per_s"],
-                "speedup_cpu": ours["images_per_cpu_s"] / keras_fit["images_per_cpu_s"],
-                "val_metric_keras": keras_fit["val_metric"],
-                "val_metric_tiedae": ours["val_metric"],
-            })  # fmt: skip
-        no_jit = by_key.get((stage, variant, NO_JIT_PATH))
-        if path == TIEDAE_PATH and no_jit:
-            found.append({
-                "stage": f"{stage} jit", "variant": variant,
-                "speedup": ours["images_per_s"] / no_jit["images_per_s"],
-                "speedup_cpu": ours["images_per_cpu_s"] / no_jit["images_per_cpu_s"],
-                "val_loss_seed": no_jit["val_loss"], "val_loss_tiedae": ours["val_loss"],
-                "val_loss_rel_diff": (ours["val_loss"] - no_jit["val_loss"]) / no_jit["val_loss"],
-            })  # fmt: skip
+        if path != TIEDAE_PATH:
+            continue
+        seed, keras_fit, no_jit = (
+            by_key.get((stage, variant, other)) for other in (SEED_PATH, KERAS_PATH, NO_JIT_PATH)
+        )
+        if seed:
+            found.append({"stage": stage, "variant": variant, **_ratios(ours, seed, "loss")})
+        if keras_fit:
+            found.append({"stage": stage, "variant": variant, **_ratios(ours, keras_fit, "metric")})
+        if no_jit:
+            found.append({"stage": f"{stage} jit", "variant": variant,
+                          **_ratios(ours, no_jit, "loss")})  # fmt: skip
     on, off = (
         by_key.get(("sweep", "cache on", "tiedae CLI")),
         by_key.get(("sweep", "cache off", "tiedae CLI")),

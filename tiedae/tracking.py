@@ -815,6 +815,21 @@ class SignalSafe:
 
 
 @contextlib.contextmanager
+def sigterm_handled_by(handler: Callable[[int, Any], Any]) -> Iterator[bool]:
+    """SIGTERM goes to ``handler`` inside the block (yields False, and changes nothing, off the
+    main thread, where Python cannot set handlers)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def sigterm_held() -> Iterator[None]:
     """Defer SIGTERM while a run's closing status is written, then deliver it.
 
@@ -822,17 +837,10 @@ def sigterm_held() -> Iterator[None]:
     when the kernel hands the signal to another (TensorFlow's) thread.
     """
     received: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    except ValueError:  # not the main thread: leave signals alone
+    with sigterm_handled_by(lambda signum, frame: received.append(signum)):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if received:
-            signal.raise_signal(signal.SIGTERM)
+    if received:
+        signal.raise_signal(signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -842,12 +850,5 @@ def sigterm_as_keyboard_interrupt() -> Iterator[None]:
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
+    with sigterm_handled_by(interrupt):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
