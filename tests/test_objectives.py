@@ -213,3 +213,22 @@ def test_an_objective_can_start_from_pretrained_encoder_layers(objective, digits
     for depth, kernel in enumerate(kernels[: len(pretrained)], start=1):
         np.testing.assert_allclose(kernel, 0.01 * depth)
     assert not np.allclose(kernels[-1], 0.01 * len(kernels))  # the head keeps its own start
+
+
+def test_without_early_stopping_an_objective_keeps_no_patience(digits, monkeypatch):
+    """The budget protocol's fixed-epoch fallback (too few labels to validate) is not
+    overridden by the objective's own patience; its own epochs still count."""
+    import tiedae.objectives as objectives
+
+    seen = []
+    monkeypatch.setattr(
+        objectives, "fit_objective", lambda *args, settings, **kwargs: seen.append(settings)
+    )
+    cfg = config("joint_tied", "objective.epochs=4", "objective.patience=1")
+    settings = FitSettings(epochs=30, seed=0, patience=None, verbose=0)
+    labeled = stratified_subset(digits.y_train, 50, 0)
+    for early_stopping in (True, False):
+        train_with_objective(
+            cfg, digits, labeled, digits.x_train, settings, early_stopping=early_stopping
+        )
+    assert [(s.epochs, s.patience) for s in seen] == [(4, 1), (4, None)]

@@ -360,6 +360,7 @@ def _train_with_objective(
     classifier, history, objective = train_with_objective(
         cfg, view.splits, view.labeled, pool, settings,
         pretrained=pretrained, on_epoch_end=epoch_logger(run, "clf"),
+        early_stopping=not view.fixed_epochs,
     )  # fmt: skip
     run.log_metrics({"params/objective_trainable": objective.count_parameters()})
     return classifier, history

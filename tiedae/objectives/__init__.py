@@ -56,15 +56,18 @@ def train_with_objective(
     settings: FitSettings,
     pretrained: Sequence[keras.layers.Dense] | None = None,
     on_epoch_end: EpochCallback | None = None,
+    early_stopping: bool = True,
 ) -> tuple[keras.Model, History, Objective]:
     """The classifier stage under ``cfg.objective``: the labeled indices of ``splits`` and
     the ``unlabeled`` images, validated on ``splits``' validation set; optimizer, learning
-    rate are the classifier's, epochs and patience the objective's when set."""
+    rate are the classifier's, epochs and patience the objective's when set. Without
+    ``early_stopping`` (too few labels to validate) every epoch runs, whatever the patience."""
     section = cfg.objective
+    patience = section.get("patience") or settings.patience
     settings = replace(
         settings,
         epochs=section.get("epochs") or settings.epochs,
-        patience=section.get("patience") or settings.patience,
+        patience=patience if early_stopping else None,
     )
     objective = build_objective(cfg, splits.image_shape, splits.n_classes, len(unlabeled))
     if pretrained:
