@@ -1,6 +1,6 @@
 """``make bench``: tiedae's training path against the seed's plain Keras ``fit``, side by side.
 
-    python -m tiedae.bench                       # the default (about 10 minutes on 2 cores)
+    python -m tiedae.bench                       # the default (about 16 minutes on 2 idle cores)
     python -m tiedae.bench --quick               # a few minutes: 1 epoch, 1 repetition, no sweep
     python -m tiedae.bench --epochs 10 --repeats 3 --stages pretrain
 
