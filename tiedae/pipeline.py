@@ -118,10 +118,11 @@ def check_labels_fit(cfg: DictConfig, splits: Splits) -> int:
 
 def check_neighbors_fit(cfg: DictConfig, splits: Splits) -> None:
     """label_spreading's graph joins each training image to ``n_neighbors`` others: there must
-    be that many (checked here, before a ``features=codes`` row pretrains its encoder)."""
+    be that many (checked here, before a ``features=codes`` row pretrains its encoder; that it
+    is a positive integer, ``C.validate`` checked before)."""
     n_train, n_neighbors = len(splits.x_train), cfg.classifier.get("n_neighbors")
     spreading = C.is_sklearn(cfg) and cfg.classifier.name == "label_spreading"
-    if spreading and C._is_int(n_neighbors) and n_neighbors > n_train:
+    if spreading and n_neighbors > n_train:
         raise C.ConfigError(
             f"classifier.n_neighbors={n_neighbors} is larger than the {n_train} training images "
             f"of {splits.name}; use at most {n_train}"
