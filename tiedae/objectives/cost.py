@@ -21,7 +21,12 @@ from hydra import compose, initialize_config_dir
 from tiedae.config import CONFIG_DIR
 from tiedae.data import load_dataset, stratified_subset
 from tiedae.objectives import build_objective
-from tiedae.objectives.base import compiled_objective_steps, shuffled_orders, steps_per_epoch
+from tiedae.objectives.base import (
+    JIT_AUTO_MIN_STEPS,
+    compiled_objective_steps,
+    shuffled_orders,
+    steps_per_epoch,
+)
 from tiedae.training import configure_tensorflow, make_optimizer, resolve_jit
 
 ROWS = ("ladder_tied,ladder_untied,gamma_model,joint_tied,joint_untied,pseudo_label,"
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             objective, make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate),
             tf.constant(splits.x_train[labeled]), tf.constant(splits.y_train[labeled]),
             tf.constant(splits.x_train), lb, ub,
-            resolve_jit(cfg.runtime.jit, epochs * objective.steps_per_epoch),
+            resolve_jit(cfg.runtime.jit, epochs * objective.steps_per_epoch, JIT_AUTO_MIN_STEPS),
         )  # fmt: skip
         rng = np.random.default_rng(0)
         total = args.steps + 1
