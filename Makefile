@@ -7,6 +7,7 @@ TF_EXTRA ?= cpu
 EXTRAS ?= dev,ray
 SWEEP ?=
 EXPERIMENT ?= sweep
+METHOD ?= ladder_tied
 ARGS ?=
 PORT ?= 5000
 FASHION_DIR := /usr/share/datasets/fashion-mnist
@@ -15,7 +16,7 @@ DB ?= sqlite:///$(CURDIR)/server/mlflow.db
 ARTIFACTS ?= $(CURDIR)/server/artifacts
 HOST ?= 127.0.0.1
 
-.PHONY: help setup data run sweep table test lint bench ui screenshot server clean
+.PHONY: help setup data run sweep table test lint bench profile ui screenshot server clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -53,6 +54,9 @@ lint: $(STAMP)  ## ruff
 
 bench: setup  ## speed benchmark against the seed's plain fit, written to experiments/bench/
 	$(BIN)/python -m tiedae.bench $(ARGS)
+
+profile: setup  ## where a semi-supervised objective's step spends its time (METHOD=ladder_tied)
+	$(BIN)/python -m tiedae.profiling method=$(METHOD) $(ARGS)
 
 ui: $(STAMP)  ## the MLflow UI on the embedded store; prints the URL of the runs table
 	@echo "runs table: $$($(BIN)/python -m tiedae.ui --uri sqlite:///$(CURDIR)/mlflow.db $(if $(SWEEP),--sweep $(SWEEP)) url --base http://127.0.0.1:$(PORT))"

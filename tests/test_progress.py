@@ -60,3 +60,26 @@ def test_sweep_size_counts_the_grid_with_command_line_overrides():
     assert size() == 16
     assert size("seed=1", "method=scratch,tied_frozen") == 4
     assert size("seed=range(3)", "labels.count=50") == 12
+
+
+def test_two_processes_running_one_sweep_each_count_their_own_jobs(tmp_path):
+    from tiedae.tracking import LAUNCH, ROLE, SWEEP, Tracker, TrackingSettings
+
+    tracker = Tracker(TrackingSettings(f"sqlite:///{tmp_path}/mlflow.db")).connect()
+    parent = tracker.sweep_parent("shared")
+    for launch, jobs in (("first", 3), ("second", 1)):
+        for job in range(jobs):
+            tags = {ROLE: "job", SWEEP: "shared", LAUNCH: launch}
+            with tracker.run(f"{launch}-{job}", tags, parent_run_id=parent):
+                pass
+    tracker.note_skipped(parent, "key-a", "first")
+    tracker.note_skipped(parent, "key-b", "second")
+    tracker.note_skipped(parent, "key-c", "second")
+
+    def done_and_skipped(launch):
+        counts = tracker.sweep_progress("shared", parent, since_ms=0, launch=launch)
+        return counts["done"], counts["skipped"]
+
+    assert done_and_skipped("first") == (3, 1)
+    assert done_and_skipped("second") == (1, 2)
+    assert done_and_skipped(None) == (4, 3)  # the whole sweep, whoever ran it

@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.semi_supervised import LabelSpreading
 
+from tiedae.config import ConfigError
 from tiedae.data import Splits
 
 ESTIMATORS = ("logreg", "label_spreading")
@@ -89,6 +90,18 @@ def transform(features: Features, images: np.ndarray) -> np.ndarray:
     if isinstance(features, Codes):
         return flat(features.encode(images))
     return features.transform(flat(images))
+
+
+def check_baseline_fits(classifier_cfg: DictConfig, splits: Splits) -> None:
+    """What only the data can tell, checked before anything trains: label spreading's graph
+    joins each training image to ``n_neighbors`` others, so there must be that many (that it
+    is a positive integer, ``tiedae.config.validate`` checked before)."""
+    n_train, n_neighbors = len(splits.x_train), classifier_cfg.get("n_neighbors")
+    if classifier_cfg.name == "label_spreading" and n_neighbors > n_train:
+        raise ConfigError(
+            f"classifier.n_neighbors={n_neighbors} is larger than the {n_train} training images "
+            f"of {splits.name}; use at most {n_train}"
+        )
 
 
 def candidates(value: float | Sequence[float]) -> list[float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tiedae import config as C
 from tiedae import provenance as P
-from tiedae.baselines import Codes, run_baseline
+from tiedae.baselines import Codes, check_baseline_fits, run_baseline
 from tiedae.classify import evaluate_on_test, evaluate_on_validation, train_classifier
 from tiedae.data import (
     LabeledView,
@@ -43,6 +44,8 @@ from tiedae.pretrain import (
 from tiedae.probes import log_probes
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import (
+    LAUNCH,
+    LAUNCH_ENV,
     PARENT,
     PRETRAIN_KEY,
     ROLE,
@@ -116,26 +119,14 @@ def check_labels_fit(cfg: DictConfig, splits: Splits) -> int:
     return labeled_count(n_train, count, cfg.labels.get("fraction"))
 
 
-def check_neighbors_fit(cfg: DictConfig, splits: Splits) -> None:
-    """label_spreading's graph joins each training image to ``n_neighbors`` others: there must
-    be that many (checked here, before a ``features=codes`` row pretrains its encoder; that it
-    is a positive integer, ``C.validate`` checked before)."""
-    n_train, n_neighbors = len(splits.x_train), cfg.classifier.get("n_neighbors")
-    spreading = C.is_sklearn(cfg) and cfg.classifier.name == "label_spreading"
-    if spreading and n_neighbors > n_train:
-        raise C.ConfigError(
-            f"classifier.n_neighbors={n_neighbors} is larger than the {n_train} training images "
-            f"of {splits.name}; use at most {n_train}"
-        )
-
-
 def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     """Everything that can fail on bad input, done before any training starts."""
     C.validate(cfg)
     check_objective(cfg)
     splits = load_dataset(cfg.data)
     check_labels_fit(cfg, splits)
-    check_neighbors_fit(cfg, splits)
+    if C.is_sklearn(cfg):
+        check_baseline_fits(cfg.classifier, splits)
     tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
     check = PRETRAIN_CHECKS.get(cfg.pretrain.name)
     if check:
@@ -218,7 +209,7 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
                 "skipping %s: run %s already FINISHED with the same key %s (%s); force=true "
                 "reruns", C.run_name(cfg), done, run_key, _describe(parts),
             )  # fmt: skip
-            tracker.note_skipped(parent, run_key)
+            tracker.note_skipped(parent, run_key, os.environ.get(LAUNCH_ENV))
             return {}
         _explain_new_key(tracker, "job", C.run_name(cfg), sweep, parts)
     tags = {
@@ -230,6 +221,8 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
+    if os.environ.get(LAUNCH_ENV):
+        tags[LAUNCH] = os.environ[LAUNCH_ENV]
     resume = tracker.find_resumable({k: v for k, v in tags.items() if k in (ROLE, RUN_KEY, SWEEP)})
     if resume:
         log.info("%s: resuming run %s from its checkpoint", C.run_name(cfg), resume)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -53,6 +54,7 @@ class SweepParentCallback(Callback):
             return
         from tiedae.cli import exit_with_error
         from tiedae.tracking import (
+            LAUNCH_ENV,
             Tracker,
             TrackingError,
             TrackingSettings,
@@ -73,8 +75,11 @@ class SweepParentCallback(Callback):
         atexit.register(self._close_stopped_sweep)
         log.info("sweep %s: parent run %s", name, self.parent)
         tracker, parent, since = self.tracker, self.parent, int(time.time() * 1000)
+        # The jobs this process launches (its launcher's workers inherit the variable) carry
+        # its id, so that its line counts them only, whatever else runs the same sweep.
+        launch = os.environ[LAUNCH_ENV] = f"{socket.gethostname()}:{os.getpid()}:{since}"
         self.progress = Progress(
-            name, sweep_size(config), lambda: tracker.sweep_progress(name, parent, since)
+            name, sweep_size(config), lambda: tracker.sweep_progress(name, parent, since, launch)
         )
         self.progress.start()
 

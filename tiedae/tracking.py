@@ -55,6 +55,8 @@ SWEEP_STARTED = "tiedae.sweep_started_ms"  # on a sweep's parent: when it was la
 SWEEP_COMMANDS = "tiedae.commands"  # on a sweep's parent: the command lines that ran it
 PARENT = "mlflow.parentRunId"
 SKIPPED = "tiedae.skipped."  # + run key, on a sweep's parent: a job skipped as FINISHED
+LAUNCH = "tiedae.launch"  # on a job: which sweep process launched it (several may share a name)
+LAUNCH_ENV = "TIEDAE_SWEEP_LAUNCH"  # set by the sweep's process, inherited by its workers
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows on the experiment page
 EXPERIMENT_KIND = "mlflow.experimentKind"  # custom_model_development: the UI opens on runs
@@ -371,6 +373,8 @@ class Tracker:
                 self.client.delete_tag(resume, "tiedae.error")
             self.set_status(resume, "RUNNING")
             log = RunLog(self.client, resume, self.experiment_id)
+            if LAUNCH in tags:  # the sweep process that resumed it counts it now
+                log.set_tags({LAUNCH: tags[LAUNCH]})
         else:
             all_tags = {**tags, HOST: socket.gethostname(), PID: os.getpid()}
             if parent_run_id:
@@ -638,18 +642,24 @@ class Tracker:
             and _process_alive(int(run.data.tags[PID]))
         ]  # fmt: skip
 
-    def note_skipped(self, parent_run_id: str, run_key: str) -> None:
-        """Record on the sweep's parent run that a job was skipped (already FINISHED)."""
-        self.client.set_tag(parent_run_id, f"{SKIPPED}{run_key}", str(int(time.time() * 1000)))
+    def note_skipped(self, parent_run_id: str, run_key: str, launch: str | None = None) -> None:
+        """Record on the sweep's parent run that a job was skipped (already FINISHED): when,
+        and by which launch."""
+        stamp = f"{int(time.time() * 1000)} {launch or ''}".rstrip()
+        self.client.set_tag(parent_run_id, f"{SKIPPED}{run_key}", stamp)
 
-    def sweep_progress(self, sweep: str, parent_run_id: str, since_ms: int) -> dict[str, int]:
-        """What the sweep's jobs did since ``since_ms``: runs ended FINISHED (``done``, of
-        them ``hits`` loaded their pretrained model from the cache), ended otherwise
-        (``failed``), ``running``, and jobs ``skipped`` as already FINISHED."""
+    def sweep_progress(
+        self, sweep: str, parent_run_id: str, since_ms: int, launch: str | None = None
+    ) -> dict[str, int]:
+        """What the sweep's jobs did since ``since_ms`` (only those of ``launch``, when given:
+        other processes may run the same sweep): runs ended FINISHED (``done``, of them
+        ``hits`` loaded their pretrained model from the cache), ended otherwise (``failed``),
+        ``running``, and jobs ``skipped`` as already FINISHED."""
         counts = dict.fromkeys(("done", "failed", "running", "skipped", "hits"), 0)
-        for run in self._search(
-            f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'", max_results=50000
-        ):
+        where = f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'"
+        if launch:
+            where += f" and tags.`{LAUNCH}` = '{launch}'"
+        for run in self._search(where, max_results=50000):
             status, ended = run.info.status, run.info.end_time or 0
             if status == "RUNNING":
                 counts["running"] += 1
@@ -658,9 +668,10 @@ class Tracker:
                 if status == "FINISHED" and run.data.tags.get("pretrain.cache") == "hit":
                     counts["hits"] += 1
         tags = self.client.get_run(parent_run_id).data.tags
-        counts["skipped"] = sum(
-            1 for key, value in tags.items() if key.startswith(SKIPPED) and int(value) >= since_ms
-        )
+        for key, value in tags.items():
+            if key.startswith(SKIPPED):
+                stamp, _, by = value.partition(" ")
+                counts["skipped"] += int(stamp) >= since_ms and (not launch or by == launch)
         return counts
 
     def sweep_names(self) -> list[str]:
