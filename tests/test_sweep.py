@@ -8,6 +8,7 @@ import pytest
 from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
+from tiedae.config import PROJECT_ROOT
 from tiedae.report import main as report_main
 
 SMOKE = ["experiment=sweep_smoke"]
@@ -110,3 +111,8 @@ def test_joblib_launcher_with_two_workers_logs_every_run(store):
     assert_complete(MlflowClient(store[0].split("=", 1)[1]), N_JOBS // 2, N_AUTOENCODERS // 2)
     progress = final_progress(result.stdout)
     assert (progress["ended"], progress["done"], progress["total"]) == (8, 8, 8)
+    # the workers' jobs share the launching process's folder (its name carries that pid)
+    [folder] = re.findall(r"sweep output dir : (\S+)", result.stdout + result.stderr)
+    assert re.search(r"_\d+$", folder), folder
+    jobs_there = sorted(p.parent.name for p in (PROJECT_ROOT / folder).glob("*/train.log"))
+    assert jobs_there == [str(n) for n in range(8)]

@@ -42,7 +42,9 @@ CONV_DEFAULT_SHAPE = (32, 64, 128, "|", 128)  # conf/model/conv_tied.yaml's filt
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 if not OmegaConf.has_resolver("pid"):  # keeps two sweeps started in one second apart
-    OmegaConf.register_new_resolver("pid", os.getpid)
+    # cached, like Hydra's ``now``: Hydra copies the launching process's resolved values to
+    # each job's config, so a launcher's workers name the same folder
+    OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
 
 
 def family_name(model: Any) -> str:
