@@ -111,3 +111,15 @@ def test_protocols_compare_within_themselves_and_the_report_writes_everything(tm
     assert "gain [oracle]" in (tmp_path / "table.csv").read_text()  # not averaged together
     csv = pd.read_csv(tmp_path / "significance.csv")
     assert len(csv) == len(comparisons)
+
+
+def test_a_semi_supervised_objective_row_is_under_test_not_a_baseline():
+    tidy = tidy_frame().assign(objective="none")
+    ladder = tidy[tidy["method"] == "gain"].assign(method="ladder", pretrained=False,
+                                                   objective="ladder")  # fmt: skip
+    tidy = pd.concat([tidy, ladder], ignore_index=True)
+    assert stats.baseline_methods(tidy) == {"scratch", "logreg-pixels"}
+    comparisons = stats.compare(tidy)
+    assert set(comparisons["reference"]) == {"scratch", "logreg-pixels"}
+    marks = comparisons.groupby(["method", "n_labels"])["mark"].agg(" ".join).str.strip()
+    assert marks[("ladder", 500)] == "†s †b"

@@ -59,7 +59,8 @@ FAIR_KEYS = ("model.sizes", "model.activation", "model.kernel_initializer", "cla
              "classifier.learning_rate", "data", "code", "version", "protocol")  # fmt: skip
 MISSING = "unset"
 TIDY_COLUMNS = ["row", "method", "setting", "n_labels", "seed", "accuracy", "protocol",
-                "pretrained", "run_id", "start", "commit", "dirty", "command"]  # fmt: skip
+                "pretrained", "objective", "run_id", "start", "commit", "dirty",
+                "command"]  # fmt: skip
 
 
 def _settings_of(params: dict[str, str], tags: dict[str, str]) -> dict[str, str]:
@@ -95,7 +96,8 @@ def _column(runs: pd.DataFrame, name: str) -> pd.Series:
 def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """mlflow.search_runs output -> one row per run: its table row, setting, labeled count,
     seed, accuracy, protocol (runs from before protocols existed: oracle), whether it was
-    pretrained, and provenance. ``attrs["settings"]`` maps each setting id to its values.
+    pretrained, its semi-supervised objective (``none`` for most), and provenance.
+    ``attrs["settings"]`` maps each setting id to its values.
 
     A setting is every logged param except the seed and how the run ran, plus the protocol and
     the data and code identity; rows are named by the method, and where one method name covers
@@ -127,6 +129,7 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
             "accuracy": pd.to_numeric(runs["metrics.test/accuracy"]).to_numpy(),
             "protocol": protocols.to_numpy(),
             "pretrained": _column(runs, "tags.pretrained").to_numpy(),
+            "objective": _column(runs, "params.objective.name").fillna("none").to_numpy(),
             "run_id": _column(runs, "run_id").to_numpy(),
             "start": pd.to_datetime(_column(runs, "start_time"), utc=True).to_numpy(),
             "commit": _column(runs, "tags.tiedae.git.commit").fillna(MISSING).to_numpy(),

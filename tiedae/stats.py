@@ -1,19 +1,20 @@
 """Paired significance over seeds: is a method's gain over scratch (and over the strongest
-baseline without pretraining) more than seed noise?
+baseline) more than seed noise?
 
 Pure functions of a tidy frame with one row per run — columns ``method``, ``n_labels``,
-``seed``, ``accuracy`` and, optionally, ``protocol`` (comparisons then stay within a protocol)
-and ``pretrained`` (bool; which rows count as baselines without pretraining). Runs of two
-methods pair by (n_labels, seed): the same labeled images, since the labeled subset and its
-budget split depend only on (seed, N).
+``seed``, ``accuracy`` and, optionally, ``protocol`` (comparisons then stay within a
+protocol), ``pretrained`` (bool) and ``objective`` (a semi-supervised objective's name,
+``none`` for most rows): the baselines are the rows with neither. Runs of two methods pair by
+(n_labels, seed): the same labeled images, since the labeled subset and its budget split
+depend only on (seed, N).
 
-For every labeled count, every method is compared with ``scratch`` and with the non-pretrained
-row of best mean accuracy at that count: the mean paired difference with a 95% t interval,
-a paired t-test, a Wilcoxon signed-rank test where there are at least ``WILCOXON_MIN_PAIRS``
-non-zero differences (below that its smallest two-sided p exceeds 0.05), and the t-test's
-p-values Holm–Bonferroni-adjusted across the whole table. A cell is marked † (significant
-gain) or ‡ (significant loss), followed by ``s`` against scratch and ``b`` against the best
-baseline; the best mean per column is bold.
+For every labeled count, every method is compared with ``scratch`` and with the baseline of
+best mean accuracy at that count: the mean paired difference with a 95% t interval, a paired
+t-test, a Wilcoxon signed-rank test where there are at least ``WILCOXON_MIN_PAIRS`` non-zero
+differences (below that its smallest two-sided p exceeds 0.05), and the t-test's p-values
+Holm–Bonferroni-adjusted across the whole table. A cell is marked † (significant gain) or ‡
+(significant loss), followed by ``s`` against scratch and ``b`` against the best baseline; the
+best mean per column is bold.
 """
 
 from __future__ import annotations
@@ -86,10 +87,14 @@ def _with_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
 
 
 def baseline_methods(tidy: pd.DataFrame) -> set[str]:
-    """Rows without pretraining: from the ``pretrained`` column, else by name (scratch rows and
-    scikit-learn baselines, named ``<estimator>-<features>``, as tiedae.config.method_name)."""
+    """The baselines: rows that neither pretrain nor train with a semi-supervised objective
+    (those are methods under test, whatever they start from). From the ``pretrained`` and
+    ``objective`` columns, else by name (scratch rows and scikit-learn baselines, named
+    ``<estimator>-<features>``, as tiedae.config.method_name)."""
     if "pretrained" in tidy:
         flags = tidy["pretrained"].astype(str).str.lower().isin(["false", "0"])
+        if "objective" in tidy:
+            flags &= tidy["objective"].fillna("none").astype(str).eq("none")
         return set(tidy.loc[flags, "method"])
     names = set(tidy["method"])
     return {m for m in names if m.startswith(REFERENCE) or m.startswith(("logreg-", "label_"))}
@@ -101,7 +106,7 @@ def compare(
     reference: str = REFERENCE,
     alpha: float = ALPHA,
 ) -> pd.DataFrame:
-    """Every method against ``reference`` and against the best non-pretrained row, per
+    """Every method against ``reference`` and against the best baseline row, per
     (protocol, labeled count); Holm across every comparison of the table."""
     tidy = _with_protocol(tidy)
     baselines = set(baseline_methods(tidy) if baselines is None else baselines)
@@ -217,7 +222,7 @@ LEGEND = (
     "the column. "
     f"{GAIN}: significant gain, {LOSS}: significant loss (paired t-test over seeds, "
     f"Holm–Bonferroni across the table, α = {ALPHA}); s: against scratch, b: against the "
-    "strongest baseline without pretraining at that count."
+    "strongest baseline (no pretraining, no semi-supervised objective) at that count."
 )
 
 
