@@ -7,15 +7,17 @@ Builds the objective of the composed config (the same networks, batches, optimiz
 compiled loop a run trains), runs a few warm-up steps, then ``--steps`` steps under
 TensorFlow's profiler, and sums the time of the ops it ran by kind: matrix products, random
 numbers, the optimizer's updates, batch gathers, and the rest (element-wise arithmetic,
-reductions). The matrix products' share bounds what any loop can gain: the step cannot run
-faster than its products do. Under ``runtime.jit`` XLA fuses ops into clusters, which show
-as one kind of their own.
+reductions). Op times add up over the threads that ran them side by side, so they may exceed
+the wall time. The matrix products bound what any loop can gain: an epoch cannot take less
+than their op time spread over every core. Under ``runtime.jit`` XLA fuses ops into
+clusters, which show as one kind of their own.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import sys
 import tempfile
 import time
@@ -154,10 +156,12 @@ def report(profile: StepProfile, steps_per_epoch: int, title: str, top: int = 8)
     ]  # fmt: skip
     products = kinds.get("matrix products", 0.0)
     if products:
-        floor = epoch * products / total
-        lines += ["", f"The matrix products alone: {floor:.1f} s an epoch, the floor any loop "
-                      f"reaches at this matrix-multiply speed ({100 * products / total:.0f}% of "
-                      f"the ops' time)."]  # fmt: skip
+        per_epoch = products / profile.steps * steps_per_epoch
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        lines += ["", f"The matrix products take {per_epoch:.1f} s of op time an epoch (summed "
+                      f"over the threads that ran them): no loop gets an epoch under "
+                      f"{per_epoch / cores:.1f} s on these {cores} cores at this "
+                      f"matrix-multiply speed."]  # fmt: skip
     return "\n".join(lines)
 
 
