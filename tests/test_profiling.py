@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tiedae.profiling import KINDS, OTHER, StepProfile, main, op_seconds
+from tiedae.profiling import OTHER, StepProfile, main, op_seconds
 
 
 def test_op_time_is_summed_by_type_without_the_events_that_contain_ops():
@@ -27,8 +27,7 @@ def test_a_ladder_step_is_profiled_on_digits(capsys):
     out = capsys.readouterr().out
     assert out.startswith("ladder (") and "ms a step" in out
     assert "| matrix products |" in out and "| random numbers |" in out
-    assert "The matrix products alone:" in out
-    assert set(KINDS) >= {"matrix products", "random numbers"}
+    assert "The matrix products take" in out and "no loop gets an epoch under" in out
 
 
 def test_a_config_without_an_objective_is_refused_before_anything_runs(capsys):
