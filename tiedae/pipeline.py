@@ -202,6 +202,7 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     settings = C.run_settings(cfg)
     run_key, parts = C.settings_key(settings), C.key_parts(settings)
     parent = tracker.sweep_parent(sweep) if sweep else None
+    launch = os.environ.get(LAUNCH_ENV)  # the sweep process that launched this job, if any
     if sweep and not cfg.force:
         done = tracker.find_finished_job(sweep, run_key)
         if done:
@@ -209,7 +210,7 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
                 "skipping %s: run %s already FINISHED with the same key %s (%s); force=true "
                 "reruns", C.run_name(cfg), done, run_key, _describe(parts),
             )  # fmt: skip
-            tracker.note_skipped(parent, run_key, os.environ.get(LAUNCH_ENV))
+            tracker.note_skipped(parent, run_key, launch)
             return {}
         _explain_new_key(tracker, "job", C.run_name(cfg), sweep, parts)
     tags = {
@@ -221,8 +222,8 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
-    if os.environ.get(LAUNCH_ENV):
-        tags[LAUNCH] = os.environ[LAUNCH_ENV]
+    if launch:
+        tags[LAUNCH] = launch
     resume = tracker.find_resumable({k: v for k, v in tags.items() if k in (ROLE, RUN_KEY, SWEEP)})
     if resume:
         log.info("%s: resuming run %s from its checkpoint", C.run_name(cfg), resume)

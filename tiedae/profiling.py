@@ -100,30 +100,17 @@ def profile_objective(cfg, steps: int, warmup: int = 3) -> tuple[StepProfile, in
     import tensorflow as tf
 
     from tiedae.data import load_dataset, stratified_subset
-    from tiedae.objectives import build_objective
-    from tiedae.objectives.base import JIT_AUTO_MIN_STEPS, compiled_objective_steps
-    from tiedae.training import configure_tensorflow, make_optimizer, resolve_jit
+    from tiedae.objectives.cost import compiled_steps_of
+    from tiedae.training import configure_tensorflow
 
     configure_tensorflow(
         cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
     )
     splits = load_dataset(cfg.data)
     labeled = stratified_subset(splits.y_train, int(cfg.labels.count), cfg.seed)
-    pool = splits.pretrain_images
-    objective = build_objective(cfg, splits.image_shape, splits.n_classes, len(pool))
-    section = objective.section
-    lb, ub = int(section.labeled_batch_size), int(section.unlabeled_batch_size)
-    run = compiled_objective_steps(
-        objective, make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate),
-        tf.constant(splits.x_train[labeled]), tf.constant(splits.y_train[labeled]),
-        tf.constant(pool), lb, ub,
-        resolve_jit(cfg.runtime.jit, steps * objective.steps_per_epoch, JIT_AUTO_MIN_STEPS),
-    )  # fmt: skip
     rng = np.random.default_rng(cfg.seed)
-    total = warmup + steps
-    orders = (
-        tf.constant(rng.integers(0, len(labeled), total * lb), dtype=tf.int32),
-        tf.constant(rng.integers(0, len(pool), total * ub), dtype=tf.int32),
+    objective, run, orders = compiled_steps_of(
+        cfg, splits, labeled, splits.pretrain_images, warmup + steps, rng
     )
     [s.numpy() for s in run(*orders, tf.constant(0), tf.constant(warmup))]  # trace, warm up
     with tempfile.TemporaryDirectory() as folder:

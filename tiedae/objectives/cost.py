@@ -13,25 +13,54 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from tiedae.config import CONFIG_DIR
-from tiedae.data import load_dataset, stratified_subset
+from tiedae.data import Splits, load_dataset, stratified_subset
 from tiedae.objectives import build_objective
 from tiedae.objectives.base import (
     JIT_AUTO_MIN_STEPS,
+    Objective,
     compiled_objective_steps,
     shuffled_orders,
-    steps_per_epoch,
 )
 from tiedae.training import configure_tensorflow, make_optimizer, resolve_jit
 
 ROWS = ("ladder_tied,ladder_untied,gamma_model,joint_tied,joint_untied,pseudo_label,"
         "mean_teacher,entropy_min,semantic_loss")  # fmt: skip
 POOL = 55_000  # Fashion-MNIST's training images after the validation split
+
+
+def compiled_steps_of(
+    cfg: DictConfig, splits: Splits, labeled: np.ndarray, pool: np.ndarray, n_steps: int,
+    rng: np.random.Generator, epoch_images: int | None = None,
+) -> tuple[Objective, Callable, tuple[tf.Tensor, tf.Tensor]]:  # fmt: skip
+    """``cfg``'s objective, its compiled steps as a run of it compiles them (XLA where
+    ``runtime.jit`` puts the run's whole training) and shuffled orders for ``n_steps`` steps,
+    on the ``labeled`` indices of ``splits`` and the ``pool`` of unlabeled images. Its epoch
+    is one pass over ``epoch_images`` (default: the pool)."""
+    objective = build_objective(
+        cfg, splits.image_shape, splits.n_classes, epoch_images or len(pool)
+    )
+    section = cfg.objective
+    lb, ub = int(section.labeled_batch_size), int(section.unlabeled_batch_size)
+    epochs = section.get("epochs") or cfg.classifier.epochs
+    run = compiled_objective_steps(
+        objective, make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate),
+        tf.constant(splits.x_train[labeled]), tf.constant(splits.y_train[labeled]),
+        tf.constant(pool), lb, ub,
+        resolve_jit(cfg.runtime.jit, epochs * objective.steps_per_epoch, JIT_AUTO_MIN_STEPS),
+    )  # fmt: skip
+    orders = (
+        shuffled_orders(rng, len(labeled), n_steps * lb),
+        shuffled_orders(rng, len(pool), n_steps * ub),
+    )
+    return objective, run, orders
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,27 +80,14 @@ def main(argv: list[str] | None = None) -> None:
         configure_tensorflow(cfg.runtime.threads, False, cfg.runtime.inter_op_threads)
         splits = load_dataset(cfg.data)
         labeled = stratified_subset(splits.y_train, args.labels, cfg.seed)
-        objective = build_objective(cfg, splits.image_shape, splits.n_classes, POOL)
-        section = cfg.objective
-        lb, ub = int(section.labeled_batch_size), int(section.unlabeled_batch_size)
-        epochs = section.get("epochs") or cfg.classifier.epochs
-        run = compiled_objective_steps(
-            objective, make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate),
-            tf.constant(splits.x_train[labeled]), tf.constant(splits.y_train[labeled]),
-            tf.constant(splits.x_train), lb, ub,
-            resolve_jit(cfg.runtime.jit, epochs * objective.steps_per_epoch, JIT_AUTO_MIN_STEPS),
-        )  # fmt: skip
-        rng = np.random.default_rng(0)
-        total = args.steps + 1
-        orders = (
-            shuffled_orders(rng, len(labeled), total * lb),
-            shuffled_orders(rng, len(splits.x_train), total * ub),
+        objective, run, orders = compiled_steps_of(
+            cfg, splits, labeled, splits.x_train, args.steps + 1, np.random.default_rng(0), POOL
         )
         run(*orders, tf.constant(0), tf.constant(1))  # traces
         wall, cpu = time.perf_counter(), time.process_time()
         run(*orders, tf.constant(1), tf.constant(args.steps))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        epoch = steps_per_epoch(section, POOL)
+        epoch = objective.steps_per_epoch
         print(
             f"{method:15s} {1000 * wall / args.steps:7.1f} ms/step wall "
             f"{1000 * cpu / args.steps:7.1f} ms/step cpu  epoch ({epoch} steps): "
