@@ -101,6 +101,22 @@ def test_the_mean_teacher_is_the_moving_average_of_the_student(digits):
     assert not set(map(id, teacher.trainable_variables)) & set(map(id, teacher.teacher.weights))
 
 
+@pytest.mark.parametrize("statistics", ["unlabeled", "batch"])
+def test_the_ladder_normalises_with_the_statistics_it_is_told(statistics, digits):
+    """Under ``unlabeled`` the labeled few (here: blank images) do not shift the encoder's
+    normalisation nor the moving averages the saved classifier uses; under ``batch`` they do."""
+    cfg = config("ladder_tied", "objective.bn_momentum=0.0",
+                 f"objective.bn_statistics={statistics}")  # fmt: skip
+    ladder = objective_for(cfg, digits)
+    labeled = (tf.zeros((32, *digits.image_shape)), tf.constant(digits.y_train[:32]))
+    unlabeled = tf.constant(digits.x_train[:64])
+    ladder.train_step(labeled, unlabeled)
+    first = ladder.layers[0]
+    unlabeled_mean = tf.reduce_mean(first.preactivation(tf.reshape(unlabeled, (64, -1))), 0)
+    expected = unlabeled_mean * (1.0 if statistics == "unlabeled" else 64 / 96)
+    np.testing.assert_allclose(first.moving_mean.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_pseudo_labels_respect_their_threshold():
     probabilities = tf.constant([[0.96, 0.04], [0.5, 0.5], [0.2, 0.8], [0.05, 0.95]])
     labels, confident = pseudo_labels(probabilities, 0.95)
@@ -118,6 +134,7 @@ def test_pseudo_labels_respect_their_threshold():
         (["objective=pseudo_label", "objective.threshold=1.5"], "objective.threshold=1.5"),
         (["objective=joint_tied", "objective.name=ladderz"], "objective.name='ladderz'"),
         (["objective=ladder_tied", "model.sizes=[32]"], "objective.costs="),
+        (["objective=gamma", "objective.bn_statistics=labeled"], "bn_statistics='labeled'"),
         (["objective=joint_tied", "model=conv_tied"], "not the conv model conv_tied"),
     ],
 )

@@ -3,10 +3,17 @@
 
 Encoder: a clean and a corrupted pass over the labeled and unlabeled images together; each
 layer's pre-activation is batch normalised, the corrupted pass adds Gaussian noise to it, then
-``activation(γ (z + β))`` (γ on the softmax layer only). Decoder, from the top down: the layer
-above's estimate mapped down (``V``; tied: the encoder's kernel transposed), batch normalised,
-combined with the corrupted lateral ``z̃`` by the vanilla combinator ``g``; its estimate,
-normalised with the clean pass's batch statistics, is compared with the clean ``z``. Total:
+``activation(γ (z + β))`` (γ on the softmax layer only). The normalising statistics are, by
+default, the unlabeled images' alone (``bn_statistics: unlabeled``), and so are the moving
+averages the saved classifier uses: the unlabeled batch is a fresh sample of the images a test
+set comes from, while the labeled batch repeats the same few images, which the network soon
+fits with extreme activations. Statistics of the whole batch (``bn_statistics: batch``) let
+those few images skew both; at 100 labels the classifier then fell to chance on validation.
+
+Decoder, from the top down: the layer above's estimate mapped down (``V``; tied: the
+encoder's kernel transposed), batch normalised, combined with the corrupted lateral ``z̃`` by
+the vanilla combinator ``g``; its estimate, normalised with the clean pass's statistics, is
+compared with the clean ``z``. Total:
 the cross-entropy of the corrupted labeled outputs + Σ_l λ_l · mean squared error at level l.
 """
 
@@ -91,16 +98,21 @@ class LadderDense(keras.layers.Layer):
         }  # fmt: skip
 
 
-def batch_normalize(z):
-    mean, variance = tf.nn.moments(z, axes=[0])
+BN_STATISTICS = ("unlabeled", "batch")
+
+
+def batch_normalize(z, statistics_rows: tf.Tensor | None = None):
+    """``z`` normalised with the mean and variance of ``statistics_rows`` (default: ``z``)."""
+    mean, variance = tf.nn.moments(z if statistics_rows is None else statistics_rows, axes=[0])
     return (z - mean) / tf.sqrt(variance + EPSILON), mean, variance
 
 
 @register("ladder")
 class Ladder(Objective):
     """Hyperparameters: ``tied`` (decoder maps down with the encoder's kernels, transposed),
-    ``costs`` (λ_0 .. λ_L: the input, each of ``model.sizes``, the softmax layer) and
-    ``bn_momentum`` (the moving averages the saved classifier uses)."""
+    ``costs`` (λ_0 .. λ_L: the input, each of ``model.sizes``, the softmax layer),
+    ``bn_statistics`` (which images' statistics normalise the encoder: ``unlabeled`` or the
+    whole ``batch``) and ``bn_momentum`` (the moving averages the saved classifier uses)."""
 
     def level_costs(self, levels: int) -> list[float]:
         """λ_0 .. λ_L for the ``levels`` levels (input, hidden layers, softmax)."""
@@ -117,6 +129,12 @@ class Ladder(Objective):
             or not (0 <= momentum < 1)
         ):
             problems.append(f"objective.bn_momentum={momentum!r} must be in [0, 1)")
+        statistics = section.get("bn_statistics")
+        if statistics not in BN_STATISTICS:
+            problems.append(
+                f"objective.bn_statistics={statistics!r} is unknown; allowed: "
+                + ", ".join(BN_STATISTICS)
+            )
         problems += cls.check_costs(section, cfg)
         return problems
 
@@ -163,6 +181,7 @@ class Ladder(Objective):
             for level in range(self.lowest, top + 1)
         }
         self.tied = bool(self.section.tied)
+        self.unlabeled_statistics = self.section.bn_statistics == "unlabeled"
         glorot = keras.initializers.GlorotUniform(seed=seed)
         self.down = {}  # level -> V mapping level+1 down to level (untied only)
         if not self.tied:
@@ -185,11 +204,15 @@ class Ladder(Objective):
     def trainable_variables(self) -> list[tf.Variable]:
         return [*self.classifier.trainable_variables, *self.decoder_variables]
 
-    def encode(self, h: tf.Tensor, noisy: bool):
-        """Normalised pre-activations ``z`` per level, batch statistics, and the output."""
+    def encode(self, h: tf.Tensor, n_labeled: tf.Tensor, noisy: bool):
+        """Normalised pre-activations ``z`` per level, their statistics, and the output; the
+        rows from ``n_labeled`` on are the unlabeled images."""
         zs, stats = [h], [None]
         for layer in self.layers:
-            z, mean, variance = batch_normalize(layer.preactivation(h))
+            z = layer.preactivation(h)
+            z, mean, variance = batch_normalize(
+                z, z[n_labeled:] if self.unlabeled_statistics else None
+            )
             if noisy:
                 z = self.noise(z, self.hidden_noise)
             else:
@@ -215,8 +238,8 @@ class Ladder(Objective):
         n_labeled = tf.shape(x)[0]
         images = tf.concat([x, unlabeled], axis=0)
         h = tf.reshape(images, (tf.shape(images)[0], -1))
-        clean, stats, _ = self.encode(h, noisy=False)
-        noisy, _, output = self.encode(self.noise(h, self.input_noise), noisy=True)
+        clean, stats, _ = self.encode(h, n_labeled, noisy=False)
+        noisy, _, output = self.encode(self.noise(h, self.input_noise), n_labeled, noisy=True)
         labeled_loss = tf.reduce_mean(
             keras.losses.sparse_categorical_crossentropy(y, output[:n_labeled])
         )
