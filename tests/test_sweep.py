@@ -98,6 +98,12 @@ def test_smoke_sweep_trains_each_autoencoder_once_then_tables_and_resumes(store,
         "report/table.md"
     }
 
+    # --labels keeps the counts asked for: one column, each row's two seeds
+    only_50 = ["--labels", "50", "--out", str(tmp_path / "report-50"), *SMOKE, *store]
+    assert report_main(only_50) == 0
+    table_50 = (tmp_path / "report-50" / "table.md").read_text()
+    assert table_50.splitlines()[0] == "| method | 50 labels |" and table_50.count("(n=2)") == 4
+
     again = run_cli(*SMOKE, *store)
     assert final_progress(again.stdout)["skipped"] == N_JOBS  # every job skipped as FINISHED
     assert final_progress(again.stdout)["done"] == 0

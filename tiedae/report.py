@@ -386,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="folder (default: experiments/<sweep>)")
     parser.add_argument(
+        "--labels", type=_labeled_counts, metavar="N[,N...]",
+        help="only these labeled counts, e.g. 500 or 100,500 (a count still being run left out)",
+    )  # fmt: skip
+    parser.add_argument(
         "overrides", nargs="*",
         help="the sweep's overrides, e.g. experiment=benchmark tracking=server (grids ignored)",
     )  # fmt: skip
@@ -408,8 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tiedae-table: error: no sweep named {sweep!r}; known: {known}", file=sys.stderr)
         return 2
     tidy = tidy_runs(tracker.jobs_frame(sweep))
+    if args.labels and not tidy.empty:
+        tidy = tidy[tidy["n_labels"].isin(args.labels)]
     if tidy.empty:
-        print(f"tiedae-table: error: sweep {sweep!r} has no FINISHED runs yet", file=sys.stderr)
+        counts = f" at labels {args.labels}" if args.labels else ""
+        print(f"tiedae-table: error: sweep {sweep!r} has no FINISHED runs{counts} yet",
+              file=sys.stderr)  # fmt: skip
         return 2
     folder = args.out or PROJECT_ROOT / "experiments" / sweep
     command = " ".join(["python -m tiedae.report", *(argv if argv is not None else sys.argv[1:])])
@@ -427,6 +435,16 @@ def main(argv: list[str] | None = None) -> int:
     print((folder / "table.md").read_text())
     print(f"written to {folder}")
     return 0
+
+
+def _labeled_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give labeled counts, e.g. 500 or 100,500")
+    return counts
 
 
 if __name__ == "__main__":
