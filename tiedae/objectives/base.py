@@ -79,6 +79,11 @@ def boolean(problems: list[str], key: str, value: Any) -> None:
         problems.append(f"objective.{key}={value!r} must be true or false")
 
 
+def one_of(problems: list[str], key: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        problems.append(f"objective.{key}={value!r} is unknown; allowed: {', '.join(allowed)}")
+
+
 def check_objective(cfg: DictConfig) -> None:
     """Raise one ConfigError naming every bad ``objective.*`` value (does no I/O)."""
     section = cfg.get("objective")
@@ -150,11 +155,7 @@ class Objective:
                 positive_int(problems, key, section.get(key))
         non_negative(problems, "input_noise", section.get("input_noise"))
         non_negative(problems, "hidden_noise", section.get("hidden_noise"))
-        if section.get("monitor") not in MONITORS:
-            problems.append(
-                f"objective.monitor={section.get('monitor')!r} is unknown; allowed: "
-                + ", ".join(MONITORS)
-            )
+        one_of(problems, "monitor", section.get("monitor"), MONITORS)
         start = section.get("lr_decay_start")
         if start is not None and (not _number(start) or not 0 <= start < 1):
             problems.append(f"objective.lr_decay_start={start!r} must be null or in [0, 1)")

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from tiedae.objectives.base import Batch, Objective, boolean, non_negative, register
+from tiedae.objectives.base import Batch, Objective, boolean, non_negative, one_of, register
 
 EPSILON = 1e-5
 # vanilla combinator: mu = a1 σ(a2 u + a3) + a4 u + a5, v = a6 σ(a7 u + a8) + a9 u + a10
@@ -129,12 +129,7 @@ class Ladder(Objective):
             or not (0 <= momentum < 1)
         ):
             problems.append(f"objective.bn_momentum={momentum!r} must be in [0, 1)")
-        statistics = section.get("bn_statistics")
-        if statistics not in BN_STATISTICS:
-            problems.append(
-                f"objective.bn_statistics={statistics!r} is unknown; allowed: "
-                + ", ".join(BN_STATISTICS)
-            )
+        one_of(problems, "bn_statistics", section.get("bn_statistics"), BN_STATISTICS)
         problems += cls.check_costs(section, cfg)
         return problems
 
