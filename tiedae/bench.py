@@ -651,6 +651,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def machine() -> dict[str, str]:
     def version(*names: str) -> str:
         for name in names:
@@ -666,9 +671,8 @@ def machine() -> dict[str, str]:
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")]  # fmt: skip
         model = names[0] if names else model
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "cores": f"{usable} usable of {os.cpu_count()}", "cpu": model,
+        "cores": f"{usable_cores()} usable of {os.cpu_count()}", "cpu": model,
         "python": platform.python_version(),
         "tensorflow": version("tensorflow", "tensorflow-cpu"), "keras": version("keras"),
         "system": f"{platform.system()} {platform.release()}",

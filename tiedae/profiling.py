@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tiedae.bench import usable_cores
 
 KINDS = {  # op type -> kind; types not listed here are "element-wise and other"
     "matrix products": ("MatMul", "_MklMatMul", "_FusedMatMul", "_MklFusedMatMul",
@@ -144,7 +145,7 @@ def report(profile: StepProfile, steps_per_epoch: int, title: str, top: int = 8)
     products = kinds.get("matrix products", 0.0)
     if products:
         per_epoch = products / profile.steps * steps_per_epoch
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cores = usable_cores()
         lines += ["", f"The matrix products take {per_epoch:.1f} s of op time an epoch (summed "
                       f"over the threads that ran them): no loop gets an epoch under "
                       f"{per_epoch / cores:.1f} s on these {cores} cores at this "
