@@ -101,7 +101,7 @@ def test_the_mean_teacher_is_the_moving_average_of_the_student(digits):
     assert not set(map(id, teacher.trainable_variables)) & set(map(id, teacher.teacher.weights))
 
 
-@pytest.mark.parametrize("statistics", ["unlabeled", "batch"])
+@pytest.mark.parametrize("statistics", ["unlabeled", "batch", "separate"])
 def test_the_ladder_normalises_with_the_statistics_it_is_told(statistics, digits):
     """Under ``unlabeled`` the labeled few (here: blank images) do not shift the encoder's
     normalisation nor the moving averages the saved classifier uses; under ``batch`` they do."""
@@ -113,8 +113,30 @@ def test_the_ladder_normalises_with_the_statistics_it_is_told(statistics, digits
     ladder.train_step(labeled, unlabeled)
     first = ladder.layers[0]
     unlabeled_mean = tf.reduce_mean(first.preactivation(tf.reshape(unlabeled, (64, -1))), 0)
-    expected = unlabeled_mean * (1.0 if statistics == "unlabeled" else 64 / 96)
+    expected = unlabeled_mean * (64 / 96 if statistics == "batch" else 1.0)
     np.testing.assert_allclose(first.moving_mean.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("statistics", ["unlabeled", "separate"])
+def test_a_separate_ladder_normalises_each_half_apart_and_decodes_the_unlabeled(statistics, digits):
+    """``separate`` (the reference code's): the labeled rows take their own statistics, and
+    the denoising costs do not see them at all; ``unlabeled`` decodes every row."""
+    cfg = config("ladder_tied", f"objective.bn_statistics={statistics}",
+                 "objective.input_noise=0.0", "objective.hidden_noise=0.0")  # fmt: skip
+    ladder = objective_for(cfg, digits)
+    unlabeled = tf.constant(digits.x_train[:64])
+    n = tf.constant(32)
+    pair = [tf.constant(digits.x_train[100:132]), tf.constant(digits.x_train[200:232])]
+    zs, _, _ = ladder.encode(tf.reshape(tf.concat([pair[0], unlabeled], 0), (96, -1)), n, False)
+    labeled_means = tf.reduce_mean(zs[1][:32], axis=0).numpy()
+    own = np.allclose(labeled_means, 0.0, atol=1e-4)
+    assert own == (statistics == "separate")
+    costs = [
+        ladder.train_step((images, tf.constant(digits.y_train[:32])), unlabeled) for images in pair
+    ]
+    names = [name for name in costs[0] if name.startswith("reconstruction_")]
+    same = all(np.isclose(costs[0][k].numpy(), costs[1][k].numpy(), rtol=1e-6) for k in names)
+    assert same == (statistics == "separate")
 
 
 def test_pseudo_labels_respect_their_threshold():

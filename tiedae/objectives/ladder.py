@@ -9,6 +9,10 @@ averages the saved classifier uses: the unlabeled batch is a fresh sample of the
 set comes from, while the labeled batch repeats the same few images, which the network soon
 fits with extreme activations. Statistics of the whole batch (``bn_statistics: batch``) let
 those few images skew both; at 100 labels the classifier then fell to chance on validation.
+``bn_statistics: separate`` is the arrangement of the reference TensorFlow code
+(rinuboney/ladder): the labeled rows normalised with their own statistics, the unlabeled rows
+with theirs, and the decoder and its costs on the unlabeled rows alone (the moving averages
+still follow the unlabeled rows, where that code tracks the labeled ones).
 
 Decoder, from the top down: the layer above's estimate mapped down (``V``; tied: the
 encoder's kernel transposed), batch normalised, combined with the corrupted lateral ``z̃`` by
@@ -98,7 +102,7 @@ class LadderDense(keras.layers.Layer):
         }  # fmt: skip
 
 
-BN_STATISTICS = ("unlabeled", "batch")
+BN_STATISTICS = ("unlabeled", "batch", "separate")
 
 
 def batch_normalize(z, statistics_rows: tf.Tensor | None = None):
@@ -111,8 +115,9 @@ def batch_normalize(z, statistics_rows: tf.Tensor | None = None):
 class Ladder(Objective):
     """Hyperparameters: ``tied`` (decoder maps down with the encoder's kernels, transposed),
     ``costs`` (λ_0 .. λ_L: the input, each of ``model.sizes``, the softmax layer),
-    ``bn_statistics`` (which images' statistics normalise the encoder: ``unlabeled`` or the
-    whole ``batch``) and ``bn_momentum`` (the moving averages the saved classifier uses)."""
+    ``bn_statistics`` (which images' statistics normalise the encoder: ``unlabeled``, the
+    whole ``batch``, or each half its own, ``separate``) and ``bn_momentum`` (the moving
+    averages the saved classifier uses)."""
 
     def level_costs(self, levels: int) -> list[float]:
         """λ_0 .. λ_L for the ``levels`` levels (input, hidden layers, softmax)."""
@@ -176,7 +181,7 @@ class Ladder(Objective):
             for level in range(self.lowest, top + 1)
         }
         self.tied = bool(self.section.tied)
-        self.unlabeled_statistics = self.section.bn_statistics == "unlabeled"
+        self.bn_statistics = str(self.section.bn_statistics)
         glorot = keras.initializers.GlorotUniform(seed=seed)
         self.down = {}  # level -> V mapping level+1 down to level (untied only)
         if not self.tied:
@@ -199,15 +204,23 @@ class Ladder(Objective):
     def trainable_variables(self) -> list[tf.Variable]:
         return [*self.classifier.trainable_variables, *self.decoder_variables]
 
+    def normalize(self, z: tf.Tensor, n_labeled: tf.Tensor):
+        """``z`` batch normalised as ``bn_statistics`` says, and the statistics the moving
+        averages and the decoder's estimates take; rows from ``n_labeled`` on are unlabeled."""
+        if self.bn_statistics == "batch":
+            return batch_normalize(z)
+        if self.bn_statistics == "unlabeled":
+            return batch_normalize(z, z[n_labeled:])
+        labeled, _, _ = batch_normalize(z[:n_labeled])
+        unlabeled, mean, variance = batch_normalize(z[n_labeled:])
+        return tf.concat([labeled, unlabeled], axis=0), mean, variance
+
     def encode(self, h: tf.Tensor, n_labeled: tf.Tensor, noisy: bool):
         """Normalised pre-activations ``z`` per level, their statistics, and the output; the
         rows from ``n_labeled`` on are the unlabeled images."""
         zs, stats = [h], [None]
         for layer in self.layers:
-            z = layer.preactivation(h)
-            z, mean, variance = batch_normalize(
-                z, z[n_labeled:] if self.unlabeled_statistics else None
-            )
+            z, mean, variance = self.normalize(layer.preactivation(h), n_labeled)
             if noisy:
                 z = self.noise(z, self.hidden_noise)
             else:
@@ -240,6 +253,10 @@ class Ladder(Objective):
         )
         losses = {"labeled_loss": labeled_loss}
         total = labeled_loss
+        if self.bn_statistics == "separate":  # the decoder sees the unlabeled rows alone
+            output = output[n_labeled:]
+            clean = [z[n_labeled:] for z in clean]
+            noisy = [z[n_labeled:] for z in noisy]
         top = len(self.layers)
         z_hat = None
         for level in range(top, self.lowest - 1, -1):
