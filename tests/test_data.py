@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from tiedae.data import (
     FASHION_MNIST_FILES,
     DataError,
+    aligned_empty,
     find_fashion_mnist_dir,
     labeled_count,
     load_cifar10,
@@ -20,6 +21,7 @@ from tiedae.data import (
     read_idx,
     stratified_subset,
 )
+from tiedae.training import as_tensor
 
 
 def write_idx(path, array: np.ndarray, magic: bytes | None = None, cut: int = 0) -> None:
@@ -79,6 +81,24 @@ def test_fashion_dir_loads_scaled_splits_with_last_images_for_validation(tmp_pat
     np.testing.assert_allclose(splits.x_valid * 255, images["train"][-2:], atol=1e-3)
     np.testing.assert_array_equal(splits.y_valid, labels["train"][-2:])
     assert len(splits.x_test) == 4 and splits.n_classes == 10
+
+
+def test_loaded_images_are_shared_with_tensorflow_not_copied(tmp_path):
+    """Images load 64-byte aligned with the numbers of ``astype(float32) / 255``, so that
+    ``as_tensor`` hands TensorFlow their memory; an unaligned array is copied instead."""
+    images, _ = write_fashion_dir(tmp_path)
+    splits = load_fashion_mnist(str(tmp_path), valid_size=2)
+    expected = images["train"].astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(np.concatenate([splits.x_train, splits.x_valid]), expected)
+    x = splits.x_train
+    assert x.ctypes.data % 64 == 0 and splits.x_test.ctypes.data % 64 == 0
+    shared, copied = as_tensor(x), as_tensor(aligned_empty((11, 7))[1:])
+    x[0, 0, 0] = 0.5
+    assert float(shared[0, 0, 0]) == 0.5  # the tensor reads the numpy array's memory
+    unaligned = np.zeros(65, np.float32)[1:]
+    tensor = as_tensor(unaligned)
+    unaligned[0] = 1.0
+    assert float(tensor[0]) == 0.0 and copied.shape == (10, 7)
 
 
 def test_images_and_labels_of_different_counts_are_refused(tmp_path):

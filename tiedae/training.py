@@ -149,6 +149,25 @@ def configure_tensorflow(threads: int, deterministic: bool, inter_op_threads: in
 ArrayLike = np.ndarray | tf.Tensor
 
 
+def as_tensor(array: ArrayLike) -> tf.Tensor:
+    """``array`` as a tensor, sharing its memory where TensorFlow can (a writeable, C-contiguous
+    numpy array starting on a 64-byte boundary, as ``tiedae.data`` loads images), else copied.
+
+    Sharing saves the copy and, on a fresh process, its first touch of new memory: ~0.4 s and
+    172 MB for Fashion-MNIST's training images on this machine's VM. The data must not be
+    written to while the tensor lives (tiedae never writes to loaded images).
+    """
+    if (
+        isinstance(array, np.ndarray)
+        and array.flags.c_contiguous
+        and array.flags.writeable
+        and array.ctypes.data % 64 == 0
+        and array.dtype in (np.float32, np.int64, np.int32)
+    ):
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    return tf.convert_to_tensor(array)
+
+
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """The model's outputs (inference mode) for all of ``x``, in large batches."""
     infer = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
@@ -538,10 +557,11 @@ def fit(
     Logs hold ``loss`` (mean training loss of the epoch), ``val_loss`` and ``val_<metric>``.
     With ``settings.patience``, early stopping on ``val_loss`` restores the best weights.
     """
-    # The data sits in memory as tensors, copied once; an autoencoder's targets are its inputs.
-    x_all, x_valid = tf.constant(x), tf.constant(validation[0])
-    y_all = x_all if y is x else tf.constant(y)
-    y_valid = x_valid if validation[1] is validation[0] else tf.constant(validation[1])
+    # The data sits in memory as tensors (shared with numpy where it can be, else copied once);
+    # an autoencoder's targets are its inputs.
+    x_all, x_valid = as_tensor(x), as_tensor(validation[0])
+    y_all = x_all if y is x else as_tensor(y)
+    y_valid = x_valid if validation[1] is validation[0] else as_tensor(validation[1])
     run_epoch = compiled_steps(
         model, x_all, y_all, loss, optimizer, settings.batch_size,
         settings.steps_per_execution, use_jit(settings, len(x), xla_pays_off(model)),

@@ -28,6 +28,7 @@ from tiedae.training import (
     Monitor,
     Progress,
     Trainee,
+    as_tensor,
     evaluator,
     resolve_jit,
     run_epochs,
@@ -307,7 +308,7 @@ def fit_objective(
     ``JIT_AUTO_MIN_STEPS`` steps)."""
     section = objective.section
     x_labeled, y_labeled = tf.constant(labeled[0]), tf.constant(labeled[1])
-    x_unlabeled = tf.constant(unlabeled)
+    x_unlabeled = as_tensor(unlabeled)
     n_steps = objective.steps_per_epoch
     lb, ub = int(section.labeled_batch_size), int(section.unlabeled_batch_size)
     run = compiled_objective_steps(
@@ -318,7 +319,7 @@ def fit_objective(
         objective.classifier, keras.losses.sparse_categorical_crossentropy, ACCURACY,
         settings.validation_batch_size,
     )  # fmt: skip
-    x_valid, y_valid = tf.constant(validation[0]), tf.constant(validation[1])
+    x_valid, y_valid = as_tensor(validation[0]), as_tensor(validation[1])
     chunk, names = max(1, settings.steps_per_execution), objective.loss_names
     base_rate = float(optimizer.learning_rate.numpy())
     decay_start = section.get("lr_decay_start")
