@@ -8,6 +8,7 @@ import pytest
 
 from tiedae.report import (
     accuracy_table,
+    at_labels,
     deduplicate,
     scratch_rows,
     summarize,
@@ -114,3 +115,22 @@ def test_each_pretrained_row_names_the_scratch_row_with_its_architecture_and_sch
     table = (tmp_path / "table.md").read_text()
     assert "`tied[500,200]-greedy-gradual` compares to `scratch[500,200]`" in table
     assert "(difference in points: 100 labels +3.0)" in table
+
+
+def test_a_table_of_some_counts_ignores_settings_run_only_at_other_counts(tmp_path):
+    """``--labels 100``: scratch rerun at 1000 labels by other code is neither a second
+    scratch row (named by its code) nor a setting without a row."""
+    greedy = {**WIDE, "pretrain.name": "greedy", "classifier.name": "gradual"}
+    newer = {"tags.tiedae.code.source": "s2"}
+    frame = pd.DataFrame([
+        job("scratch", 1, 0.70), job("scratch[500,200]", 1, 0.75, **WIDE),
+        job("tied[500,200]-greedy-gradual", 1, 0.78, **greedy),
+        {**job("scratch", 1, 0.80, n=1000), **newer},
+        {**job("scratch[500,200]", 1, 0.81, n=1000, **WIDE), **newer},
+    ])  # fmt: skip
+    assert len(tidy_runs(frame)["row"].unique()) == 5  # both counts: each code its own row
+    tidy = tidy_runs(at_labels(frame, [100]))
+    assert sorted(tidy["row"]) == ["scratch", "scratch[500,200]", "tied[500,200]-greedy-gradual"]
+    assert scratch_rows(tidy) == {"tied[500,200]-greedy-gradual": "scratch[500,200]"}
+    write_report(tidy, tmp_path, "t", "python -m tiedae.report --labels 100")
+    assert "| method | 100 labels |" in (tmp_path / "table.md").read_text()

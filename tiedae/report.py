@@ -142,6 +142,15 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return tidy
 
 
+def at_labels(runs: pd.DataFrame, counts: list[int]) -> pd.DataFrame:
+    """The runs (mlflow.search_runs' frame) at these labeled counts. Filter before
+    ``tidy_runs``: a setting run only at other counts then plays no part in naming rows or
+    matching scratch rows."""
+    if runs.empty:
+        return runs
+    return runs[pd.to_numeric(runs["params.labels.n"]).isin(counts)]
+
+
 def row_names(tidy: pd.DataFrame, settings: dict[str, dict[str, str]]) -> dict[str, str]:
     """A unique row name per setting within its protocol: the method, plus ``(key=value,
     ...)`` for the keys whose values differ between settings that share the method name."""
@@ -277,20 +286,19 @@ def to_latex(table: pd.DataFrame) -> str:
 
 def accuracy_plot(summary: pd.DataFrame, path: Path, title: str) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for row in method_order(summary["row"]):
+    for index, row in enumerate(method_order(summary["row"])):
         rows = summary[summary["row"] == row].sort_values("n_labels")
         axis.errorbar(
             rows["n_labels"], 100 * rows["mean"], yerr=100 * rows["std"],
-            marker="o", capsize=3, label=row,
+            marker="o", capsize=3, label=row, **stats.line_style(index),
         )  # fmt: skip
     axis.set_xscale("log")
     axis.set_xlabel("labeled training images")
     axis.set_ylabel("test accuracy (%)")
     axis.set_title(title)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    stats.legend_beside(axis)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
 
@@ -411,9 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         known = ", ".join(dict.fromkeys(sweeps)) or "none yet; run make sweep"
         print(f"tiedae-table: error: no sweep named {sweep!r}; known: {known}", file=sys.stderr)
         return 2
-    tidy = tidy_runs(tracker.jobs_frame(sweep))
-    if args.labels and not tidy.empty:
-        tidy = tidy[tidy["n_labels"].isin(args.labels)]
+    runs = tracker.jobs_frame(sweep)
+    tidy = tidy_runs(at_labels(runs, args.labels) if args.labels else runs)
     if tidy.empty:
         counts = f" at labels {args.labels}" if args.labels else ""
         print(f"tiedae-table: error: sweep {sweep!r} has no FINISHED runs{counts} yet",

@@ -249,20 +249,34 @@ def to_latex(cells: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def line_style(index: int) -> dict[str, str]:
+    """The ``index``-th line's colour and dash: the 10 colours of the default cycle, then the
+    same colours dashed, so that up to 40 lines of one plot never look alike."""
+    return {"color": f"C{index % 10}", "linestyle": LINE_STYLES[index // 10 % len(LINE_STYLES)]}
+
+
+def legend_beside(axis) -> None:
+    """The legend right of the plot, where it hides no line (save with bbox_inches="tight")."""
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def payoff_plot(comparisons: pd.DataFrame, path: Path, title: str) -> Path:
     """Difference from scratch (percentage points) with its 95% interval against labeled count,
     one line per method; above 0 pretraining (or the method) pays off."""
     against = comparisons[comparisons["against"] == "scratch"]
     several = against["protocol"].nunique() > 1
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for (protocol, method), rows in against.groupby(["protocol", "method"]):
+    for index, ((protocol, method), rows) in enumerate(against.groupby(["protocol", "method"])):
         rows = rows.sort_values("n_labels")
         mean = 100 * rows["mean_diff"].to_numpy()
         low = mean - 100 * rows["ci_low"].to_numpy()
         high = 100 * rows["ci_high"].to_numpy() - mean
         axis.errorbar(
             rows["n_labels"], mean, yerr=np.nan_to_num([low, high]), marker="o", capsize=3,
-            label=_row_label(protocol, method, several),
+            label=_row_label(protocol, method, several), **line_style(index),
         )  # fmt: skip
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set_xscale("log")
@@ -271,9 +285,8 @@ def payoff_plot(comparisons: pd.DataFrame, path: Path, title: str) -> Path:
     axis.set_title(title)
     axis.grid(True, which="both", alpha=0.3)
     if len(against):
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+        legend_beside(axis)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
 
