@@ -30,6 +30,7 @@ import tensorflow as tf
 from keras import ops
 
 from tiedae.config import DivergedError
+from tiedae.data import TENSOR_ALIGNMENT
 from tiedae.layers import DenseTranspose
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
@@ -151,7 +152,8 @@ ArrayLike = np.ndarray | tf.Tensor
 
 def as_tensor(array: ArrayLike) -> tf.Tensor:
     """``array`` as a tensor, sharing its memory where TensorFlow can (a writeable, C-contiguous
-    numpy array starting on a 64-byte boundary, as ``tiedae.data`` loads images), else copied.
+    numpy array starting on a ``TENSOR_ALIGNMENT`` boundary, as ``tiedae.data`` loads images),
+    else copied.
 
     Sharing saves the copy and, on a fresh process, its first touch of new memory: ~0.4 s and
     172 MB for Fashion-MNIST's training images on this machine's VM. The data must not be
@@ -161,7 +163,7 @@ def as_tensor(array: ArrayLike) -> tf.Tensor:
         isinstance(array, np.ndarray)
         and array.flags.c_contiguous
         and array.flags.writeable
-        and array.ctypes.data % 64 == 0
+        and array.ctypes.data % TENSOR_ALIGNMENT == 0
         and array.dtype in (np.float32, np.int64, np.int32)
     ):
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
