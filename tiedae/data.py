@@ -411,10 +411,9 @@ def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = (bunch.images / 16.0).astype(np.float32)
-    labels = bunch.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(images))
-    images, labels = images[order], labels[order]
+    order = np.random.default_rng(0).permutation(len(bunch.images))
+    images = _to_unit_float(bunch.images[order] / 16.0)  # aligned: as_tensor shares it
+    labels = bunch.target.astype(np.int64)[order]
     n_train = len(images) - valid_size - test_size
     if n_train <= 0:
         raise DataError(f"digits has {len(images)} images: valid_size + test_size is too large")
