@@ -18,6 +18,7 @@ from tiedae.config import ConfigError, method_name
 from tiedae.data import load_digits_splits, stratified_subset
 from tiedae.objectives import OBJECTIVES, base, build_objective, fit_objective, train_with_objective
 from tiedae.objectives.base import compiled_objective_steps
+from tiedae.objectives.penalties import PENALTIES
 from tiedae.objectives.pseudo_label import pseudo_labels
 from tiedae.training import FitSettings, make_optimizer
 
@@ -66,10 +67,13 @@ def test_tied_decoders_own_no_kernels(digits):
     assert [tuple(v.shape) for v in gamma.decoder_variables] == [(10, 10)]
 
 
-@pytest.mark.parametrize("objective", ["joint_tied", "ladder_untied"])
-def test_each_loss_term_falls_on_a_tiny_run(objective, digits):
+@pytest.mark.parametrize(
+    ("objective", "extra"),
+    [("joint_tied", "objective.penalty=entropy"), ("ladder_untied", "objective.penalty=none")],
+)
+def test_each_loss_term_falls_on_a_tiny_run(objective, extra, digits):
     cfg = config(objective, "objective.input_noise=0.1", "objective.hidden_noise=0.1",
-                 "classifier.learning_rate=0.003")  # fmt: skip
+                 "classifier.learning_rate=0.003", extra)  # fmt: skip
     labeled = stratified_subset(digits.y_train, 100, 0)
     _, history, trained = train_with_objective(
         cfg, digits, labeled, digits.x_train, FitSettings(epochs=3, seed=0, verbose=0)
@@ -139,6 +143,36 @@ def test_a_separate_ladder_normalises_each_half_apart_and_decodes_the_unlabeled(
     assert same == (statistics == "separate")
 
 
+OBJECTIVE_CONFIGS = ("joint_tied", "joint_untied", "ladder_tied", "ladder_untied", "gamma",
+                     "pseudo_label", "mean_teacher", "entropy", "semantic")  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", OBJECTIVE_CONFIGS)
+@pytest.mark.parametrize("penalty", sorted(PENALTIES))
+def test_every_objective_adds_the_penalty_of_its_unlabeled_predictions(objective, penalty, digits):
+    """Without noise the step's unlabeled predictions are the classifier's (the ladders' batch
+    statistics its moving averages, at momentum 0); the total grows by λ x the penalty of
+    those, and by nothing else, against the same objective without it."""
+    quiet = ["objective.input_noise=0.0", "objective.hidden_noise=0.0"]
+    if objective.startswith(("ladder", "gamma")):
+        quiet.append("objective.bn_momentum=0.0")
+    plain = objective_for(config(objective, *quiet), digits)
+    added = objective_for(config(objective, *quiet, f"objective.penalty={penalty}",
+                                 "objective.penalty_weight=0.5"), digits)  # fmt: skip
+    labeled = (tf.constant(digits.x_train[:32]), tf.constant(digits.y_train[:32]))
+    unlabeled = tf.constant(digits.x_train[100:164])
+    without, with_penalty = (
+        plain.train_step(labeled, unlabeled),
+        added.train_step(labeled, unlabeled),
+    )
+    assert "penalty" not in without and "penalty" in added.loss_names
+    expected = PENALTIES[penalty](added.classifier(unlabeled, training=False))
+    np.testing.assert_allclose(with_penalty["penalty"].numpy(), expected.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(
+        with_penalty["loss"].numpy(), (without["loss"] + 0.5 * expected).numpy(), rtol=1e-4
+    )
+
+
 def test_pseudo_labels_respect_their_threshold():
     probabilities = tf.constant([[0.96, 0.04], [0.5, 0.5], [0.2, 0.8], [0.05, 0.95]])
     labels, confident = pseudo_labels(probabilities, 0.95)
@@ -157,6 +191,8 @@ def test_pseudo_labels_respect_their_threshold():
         (["objective=joint_tied", "objective.name=ladderz"], "objective.name='ladderz'"),
         (["objective=ladder_tied", "model.sizes=[32]"], "objective.costs="),
         (["objective=gamma", "objective.bn_statistics=labeled"], "bn_statistics='labeled'"),
+        (["objective=ladder_tied", "objective.penalty=entropic"], "objective.penalty='entropic'"),
+        (["objective=joint_tied", "objective.penalty_weight=-2"], "objective.penalty_weight=-2"),
         (["objective=joint_tied", "model=conv_tied"], "not the conv model conv_tied"),
     ],
 )
@@ -169,12 +205,12 @@ def test_bad_objective_values_stop_with_one_line_before_training(overrides, name
 
 
 def test_every_objective_has_a_config_and_a_distinct_row():
-    objectives = ("joint_tied", "joint_untied", "ladder_tied", "ladder_untied", "gamma",
-                  "pseudo_label", "mean_teacher", "entropy", "semantic")  # fmt: skip
-    configs = {name: config(name) for name in objectives}
+    configs = {name: config(name) for name in OBJECTIVE_CONFIGS}
     names = {name: method_name(cfg) for name, cfg in configs.items()}
     assert len(set(names.values())) == len(names)
     assert names["ladder_tied"] == "ladder-tied[32,16]"
+    with_penalty = config("ladder_tied", "objective.penalty=entropy")
+    assert method_name(with_penalty) == "ladder-tied+entropy[32,16]"
     assert {cfg.objective.name for cfg in configs.values()} == set(OBJECTIVES)
     assert method_name(make_config(*SMALL)) == "scratch"  # objective=none: as before
     pretrained = config("joint_untied", "pretrain=autoencoder")

@@ -429,11 +429,13 @@ def uses_objective(cfg: DictConfig) -> bool:
 def objective_row(cfg: DictConfig, widths: str) -> str:
     """``<objective>[-tied|-untied]<widths>``, after ``<model>-<pretraining>+`` when it starts
     from a pretrained encoder, e.g. ``ladder-tied[1000,500,250,250,250]``,
-    ``tied-autoencoder+joint-untied``."""
+    ``tied-autoencoder+joint-untied``, ``ladder-tied+entropy`` (with ``objective.penalty``)."""
     objective = cfg.objective
     name = objective.name
     if objective.get("tied") is not None and name != "gamma":
         name += "-tied" if objective.tied else "-untied"
+    if objective.get("penalty", "none") != "none":
+        name += f"+{objective.penalty}"
     if is_pretrained(cfg):
         return f"{cfg.model.name}-{cfg.pretrain.name}+{name}{widths}"
     return f"{name}{widths}"

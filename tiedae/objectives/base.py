@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from tiedae.config import ConfigError
 from tiedae.models import DEFAULT_FAMILY, build_encoder, encoder_dense_layers, family_name
+from tiedae.objectives.penalties import PENALTIES
 from tiedae.training import (
     EpochCallback,
     Epochs,
@@ -122,7 +123,10 @@ class Objective:
     ``monitor`` (what early stopping and the kept weights follow), ``lr_decay_start`` (null, or
     the fraction of the epochs after which the learning rate falls linearly to 0); ``epochs``
     and ``patience`` (null: the classifier's), so a sweep's ``classifier.epochs`` for other rows
-    leaves these alone. XLA follows ``runtime.jit``, as the other trainings do.
+    leaves these alone; ``penalty`` (``none`` or a name in ``PENALTIES``) and
+    ``penalty_weight``: a term on the unlabeled predictions added to the objective's own loss,
+    which ``train_step`` applies through ``penalized``. XLA follows ``runtime.jit``, as the
+    other trainings do.
     """
 
     name: ClassVar[str] = ""
@@ -142,7 +146,11 @@ class Objective:
         self.hidden_noise = float(section.hidden_noise)
         self.noise_seed = keras.random.SeedGenerator(seed)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="objective_step")
+        self.penalty = PENALTIES.get(section.get("penalty", "none"))
+        self.penalty_weight = float(section.get("penalty_weight", 0.0))
         self.classifier = self.build()
+        if self.penalty is not None:
+            self.loss_names = (*self.loss_names, "penalty")
 
     @classmethod
     def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
@@ -157,6 +165,8 @@ class Objective:
         non_negative(problems, "input_noise", section.get("input_noise"))
         non_negative(problems, "hidden_noise", section.get("hidden_noise"))
         one_of(problems, "monitor", section.get("monitor"), MONITORS)
+        one_of(problems, "penalty", section.get("penalty", "none"), ("none", *PENALTIES))
+        non_negative(problems, "penalty_weight", section.get("penalty_weight", 0.0))
         start = section.get("lr_decay_start")
         if start is not None and (not _number(start) or not 0 <= start < 1):
             problems.append(f"objective.lr_decay_start={start!r} must be null or in [0, 1)")
@@ -224,7 +234,18 @@ class Objective:
     # one step ----------------------------------------------------------------------------
 
     def train_step(self, labeled: Batch, unlabeled: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Named losses of one step; ``loss`` is the total (returned through ``penalized``)."""
         raise NotImplementedError
+
+    def penalized(
+        self, losses: dict[str, tf.Tensor], unlabeled_probabilities: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        """``losses`` with ``objective.penalty`` of the unlabeled predictions added to the
+        total, and named ``penalty``; unchanged without one."""
+        if self.penalty is None:
+            return losses
+        term = self.penalty(unlabeled_probabilities)
+        return {**losses, "loss": losses["loss"] + self.penalty_weight * term, "penalty": term}
 
     def after_update(self) -> None:
         """Runs after each optimizer update (mean teacher's average)."""

@@ -7,8 +7,7 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from tiedae.objectives.base import Batch, Objective, non_negative, register, supervised_loss
-
-TINY = 1e-7
+from tiedae.objectives.penalties import entropy
 
 
 @register("entropy")
@@ -16,6 +15,7 @@ class Entropy(Objective):
     """Hyperparameters: ``weight`` (λ) and ``ramp_up_epochs``."""
 
     loss_names = ("loss", "labeled_loss", "unlabeled_loss")
+    unlabeled_loss = staticmethod(entropy)
 
     @classmethod
     def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
@@ -24,10 +24,6 @@ class Entropy(Objective):
         non_negative(problems, "ramp_up_epochs", section.get("ramp_up_epochs"))
         return problems
 
-    def unlabeled_loss(self, probabilities: tf.Tensor) -> tf.Tensor:
-        p = tf.clip_by_value(probabilities, TINY, 1.0)
-        return tf.reduce_mean(-tf.reduce_sum(p * tf.math.log(p), axis=-1))
-
     def train_step(self, labeled: Batch, unlabeled: tf.Tensor) -> dict[str, tf.Tensor]:
         x, y = labeled
         probabilities, _ = self.forward(x)
@@ -35,7 +31,8 @@ class Entropy(Objective):
         unlabeled_probabilities, _ = self.forward(unlabeled)
         unlabeled_loss = self.unlabeled_loss(unlabeled_probabilities)
         weight = float(self.section.weight) * self.ramp(float(self.section.ramp_up_epochs))
-        return {
+        losses = {
             "loss": labeled_loss + weight * unlabeled_loss, "labeled_loss": labeled_loss,
             "unlabeled_loss": unlabeled_loss,
         }  # fmt: skip
+        return self.penalized(losses, unlabeled_probabilities)

@@ -57,7 +57,7 @@ class Joint(Objective):
         x, y = labeled
         probabilities, _ = self.forward(x)
         labeled_loss = supervised_loss(y, probabilities)
-        _, codes = self.forward(unlabeled)
+        unlabeled_probabilities, codes = self.forward(unlabeled)
         reconstructed = self.decoder(codes[-1], training=True)
         target = tf.reshape(unlabeled, (tf.shape(unlabeled)[0], -1))
         flat = tf.reshape(reconstructed, tf.shape(target))
@@ -66,4 +66,5 @@ class Joint(Objective):
         else:
             reconstruction = tf.reduce_mean(keras.losses.binary_crossentropy(target, flat))
         total = labeled_loss + float(self.section.weight) * reconstruction
-        return {"loss": total, "labeled_loss": labeled_loss, "reconstruction": reconstruction}
+        losses = {"loss": total, "labeled_loss": labeled_loss, "reconstruction": reconstruction}
+        return self.penalized(losses, unlabeled_probabilities)

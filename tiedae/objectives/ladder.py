@@ -253,6 +253,7 @@ class Ladder(Objective):
         )
         losses = {"labeled_loss": labeled_loss}
         total = labeled_loss
+        unlabeled_output = output[n_labeled:]  # corrupted, as the labeled cross-entropy's
         if self.bn_statistics == "separate":  # the decoder sees the unlabeled rows alone
             output = output[n_labeled:]
             clean = [z[n_labeled:] for z in clean]
@@ -271,7 +272,7 @@ class Ladder(Objective):
                 cost = tf.reduce_mean(tf.square(estimate - clean[level]))
                 losses[f"reconstruction_{level}"] = cost
                 total = total + self.costs[level] * cost
-        return {"loss": total, **losses}
+        return self.penalized({"loss": total, **losses}, unlabeled_output)
 
 
 @register("gamma")

@@ -67,10 +67,11 @@ class MeanTeacher(Objective):
         teacher = tf.stop_gradient(self.teacher_forward(unlabeled))
         consistency = tf.reduce_mean(tf.reduce_sum(tf.square(student - teacher), axis=-1))
         weight = float(self.section.weight) * self.ramp(float(self.section.ramp_up_epochs))
-        return {
+        losses = {
             "loss": labeled_loss + weight * consistency, "labeled_loss": labeled_loss,
             "consistency": consistency,
         }  # fmt: skip
+        return self.penalized(losses, student)
 
     def after_update(self) -> None:
         decay = float(self.section.ema_decay)

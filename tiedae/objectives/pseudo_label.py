@@ -50,7 +50,8 @@ class PseudoLabel(Objective):
             self.section.unlabeled_batch_size
         )
         weight = float(self.section.weight) * self.ramp(float(self.section.ramp_up_epochs))
-        return {
+        losses = {
             "loss": labeled_loss + weight * pseudo_loss, "labeled_loss": labeled_loss,
             "pseudo_loss": pseudo_loss, "confident": tf.reduce_mean(confident),
         }  # fmt: skip
+        return self.penalized(losses, noisy)
