@@ -147,7 +147,7 @@ class Objective:
         self.noise_seed = keras.random.SeedGenerator(seed)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="objective_step")
         self.penalty = PENALTIES.get(section.get("penalty", "none"))
-        self.penalty_weight = float(section.get("penalty_weight", 0.0))
+        self.penalty_weight = float(section.penalty_weight) if self.penalty else 0.0
         self.classifier = self.build()
         if self.penalty is not None:
             self.loss_names = (*self.loss_names, "penalty")
