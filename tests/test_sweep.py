@@ -103,6 +103,13 @@ def test_smoke_sweep_trains_each_autoencoder_once_then_tables_and_resumes(store,
     assert report_main(only_50) == 0
     table_50 = (tmp_path / "report-50" / "table.md").read_text()
     assert table_50.splitlines()[0] == "| method | 50 labels |" and table_50.count("(n=2)") == 4
+    # --seeds keeps the seeds asked for (a seed still being run left out)
+    seed_2 = ["--seeds", "2", "--out", str(tmp_path / "report-seed-2"), *SMOKE, *store]
+    assert report_main(seed_2) == 0
+    table_seed_2 = (tmp_path / "report-seed-2" / "table.md").read_text()
+    assert table_seed_2.count("(n=1)") == 4 * 2 and "(n=2)" not in table_seed_2
+    with pytest.raises(SystemExit, match="2"):  # argparse: "'1,x': give seeds, e.g. 1,2,3"
+        report_main(["--seeds", "1,x", *SMOKE, *store])
 
     again = run_cli(*SMOKE, *store)
     assert final_progress(again.stdout)["skipped"] == N_JOBS  # every job skipped as FINISHED

@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -149,6 +150,13 @@ def at_labels(runs: pd.DataFrame, counts: list[int]) -> pd.DataFrame:
     if runs.empty:
         return runs
     return runs[pd.to_numeric(runs["params.labels.n"]).isin(counts)]
+
+
+def at_seeds(runs: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
+    """The runs of these seeds: a table of the seeds every row has while more are run."""
+    if runs.empty:
+        return runs
+    return runs[pd.to_numeric(runs["params.seed"]).isin(seeds)]
 
 
 def row_names(tidy: pd.DataFrame, settings: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -394,8 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="folder (default: experiments/<sweep>)")
     parser.add_argument(
-        "--labels", type=_labeled_counts, metavar="N[,N...]",
+        "--labels", type=_numbers("labeled counts, e.g. 500 or 100,500"), metavar="N[,N...]",
         help="only these labeled counts, e.g. 500 or 100,500 (a count still being run left out)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=_numbers("seeds, e.g. 1,2,3", least=0), metavar="S[,S...]",
+        help="only these seeds, e.g. 1,2,3 (seeds still being run left out)",
     )  # fmt: skip
     parser.add_argument(
         "overrides", nargs="*",
@@ -420,9 +432,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tiedae-table: error: no sweep named {sweep!r}; known: {known}", file=sys.stderr)
         return 2
     runs = tracker.jobs_frame(sweep)
-    tidy = tidy_runs(at_labels(runs, args.labels) if args.labels else runs)
+    runs = at_labels(runs, args.labels) if args.labels else runs
+    tidy = tidy_runs(at_seeds(runs, args.seeds) if args.seeds else runs)
     if tidy.empty:
         counts = f" at labels {args.labels}" if args.labels else ""
+        counts += f" of seeds {args.seeds}" if args.seeds else ""
         print(f"tiedae-table: error: sweep {sweep!r} has no FINISHED runs{counts} yet",
               file=sys.stderr)  # fmt: skip
         return 2
@@ -444,14 +458,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _labeled_counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",")]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give labeled counts, e.g. 500 or 100,500")
-    return counts
+def _numbers(what: str, least: int = 1) -> Callable[[str], list[int]]:
+    """An argparse type: comma-separated integers >= ``least``, or an error naming ``what``."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            numbers = [int(part) for part in text.split(",")]
+        except ValueError:
+            numbers = []
+        if not numbers or min(numbers) < least:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {what}")
+        return numbers
+
+    return parse
 
 
 if __name__ == "__main__":
