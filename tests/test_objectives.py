@@ -217,6 +217,21 @@ def test_every_objective_has_a_config_and_a_distinct_row():
     assert method_name(pretrained) == "tied-autoencoder+joint-untied"
 
 
+def test_an_objective_key_for_a_whole_sweep_over_methods_composes_with_plus_plus():
+    """Hydra composes a sweep's config before its jobs pick a method (objective: none, no
+    keys), then each job's: ``++objective.penalty`` composes in both, a plain override only in
+    the job (README, semi-supervised objectives)."""
+    from hydra.errors import ConfigCompositionException
+
+    sweep_level = make_config("++objective.penalty=entropy")
+    job = make_config("method=ladder_tied", "++objective.penalty=entropy")
+    assert (sweep_level.objective.name, job.objective.penalty) == ("none", "entropy")
+    assert method_name(job) == "ladder-tied+entropy[1000,500,250,250,250]"
+    assert make_config("method=ladder_tied", "objective.penalty=entropy").objective.penalty
+    with pytest.raises(ConfigCompositionException):
+        make_config("objective.penalty=entropy")
+
+
 @pytest.mark.slow
 def test_a_pipeline_run_with_an_objective_logs_each_loss_per_epoch(store):
     cfg = config(
