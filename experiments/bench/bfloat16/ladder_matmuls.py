@@ -3,7 +3,8 @@
 Times the tied and untied ladder of ``conf/method`` as ``python -m tiedae.objectives.cost`` does
 (compiled steps, 500 labels), either as tiedae runs it (float32) or with every matrix product
 of its encoder and decoder done in bfloat16 (inputs and kernels cast, the product cast back to
-float32; everything else float32), which this CPU's AVX-512 BF16 runs 1.6-1.8x faster per product (products.py).
+float32; everything else float32), which this CPU's AVX-512 BF16 runs 1.6-1.8x faster per
+product (products.py).
 
     PYTHONPATH=. .venv/bin/python experiments/bench/bfloat16/ladder_matmuls.py \
         float32|bfloat16 [--steps 100]
