@@ -14,17 +14,22 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
+from hydra import compose, initialize_config_dir
 
+from tiedae.config import CONFIG_DIR, method_name
 from tiedae.report import at_labels, tidy_runs
 from tiedae.stats import paired_test
 from tiedae.tracking import Tracker, TrackingSettings
 
-PLAIN_ROWS = ("ladder-tied[1000,500,250,250,250]", "joint-tied[1000,500,250,250,250]")
+METHODS = ("ladder_tied", "joint_tied")
 
 
-def with_penalty(row: str, penalty: str) -> str:
-    name, widths = row.split("[", 1)
-    return f"{name}+{penalty}[{widths}"
+def row_names(method: str, penalty: str) -> tuple[str, str]:
+    """The table rows of ``method`` without and with ``penalty``, as runs name them."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        plain = compose("config", overrides=[f"method={method}"])
+        added = compose("config", overrides=[f"method={method}", f"objective.penalty={penalty}"])
+    return method_name(plain), method_name(added)
 
 
 def accuracies(tracker: Tracker, sweep: str, labels: int) -> pd.DataFrame:
@@ -44,9 +49,10 @@ def main() -> None:
     print(f"{args.labels} labels, budget protocol; test accuracy (%) per seed\n")
     print("| row | seeds | plain | + " + args.penalty + " | difference (95% CI) | t-test p |")
     print("|---|---|---|---|---|---|")
-    for row in PLAIN_ROWS:
+    rows = [row_names(method, args.penalty) for method in METHODS]
+    for row, row_with_penalty in rows:
         plain = study[study.method == row].set_index("seed").accuracy
-        other = added[added.method == with_penalty(row, args.penalty)].set_index("seed").accuracy
+        other = added[added.method == row_with_penalty].set_index("seed").accuracy
         seeds = sorted(set(plain.index) & set(other.index))
         test = paired_test(100 * (other[seeds] - plain[seeds]))
         cells = " / ".join(f"{100 * other[s]:.1f}" for s in seeds)
@@ -57,7 +63,7 @@ def main() -> None:
             f"{test['t_p']:.2f} |"
         )
     print("\ncommit check (plain rows rerun in the penalties sweep):")
-    for row in PLAIN_ROWS:
+    for row, _ in rows:
         rerun = added[added.method == row]
         for _, run in rerun.iterrows():
             original = study[(study.method == row) & (study.seed == run.seed)]
