@@ -36,6 +36,7 @@ CLASSIFIER_KINDS = ("keras", "sklearn")
 SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
 SKLEARN_FEATURES = ("pixels", "pca", "codes")  # codes: a pretrained encoder's (its own cache)
 PROTOCOLS = ("oracle", "budget")
+PRECISIONS = ("float32", "mixed_bfloat16")  # runtime.precision: Keras dtype policies
 DEFAULT_SIZES = (100, 30)  # the seed's encoder; other widths show in the method's name
 CONV_DEFAULT_SHAPE = (32, 64, 128, "|", 128)  # conf/model/conv_tied.yaml's filters | sizes
 
@@ -116,6 +117,7 @@ def validate(cfg: DictConfig) -> None:
     jit = cfg.runtime.get("jit", False)
     if not (isinstance(jit, bool) or jit == "auto"):
         problems.append(f"runtime.jit={cfg.runtime.jit!r} must be true, false or auto")
+    _one_of(problems, "runtime.precision", precision_name(cfg), PRECISIONS)
     if cfg.pretrain.name in AUTOENCODERS:
         _validate_autoencoder(problems, cfg.pretrain)
     if cfg.pretrain.name == "greedy":
@@ -383,6 +385,22 @@ def on_codes(cfg: DictConfig) -> bool:
 def method_name(cfg: DictConfig) -> str:
     """The table row a run belongs to, built from the settings that make a method.
 
+    A network trained under another ``runtime.precision`` than float32 is another row,
+    ``<row>@<precision>``, e.g. ``ladder-tied[1000,500,250,250,250]@mixed_bfloat16``.
+    """
+    name = _method_row(cfg)
+    if precision_name(cfg) != "float32" and not (is_sklearn(cfg) and not on_codes(cfg)):
+        name += f"@{precision_name(cfg)}"
+    return name
+
+
+def precision_name(cfg: DictConfig) -> str:
+    return cfg.runtime.get("precision", "float32")
+
+
+def _method_row(cfg: DictConfig) -> str:
+    """The row's name from the method's settings (``method_name`` without the precision).
+
     ``<model>[<widths>]-<pretraining>[+<noise><rate>]-<classifier>[-reuse<k>]``, e.g.
     ``tied-autoencoder-frozen``, ``untied[300,100]-greedy+dropout0.2-gradual-reuse1``;
     ``scratch`` (plus widths) without pretraining; ``<estimator>-<features>`` for scikit-learn
@@ -483,8 +501,15 @@ def pretrain_settings(cfg: DictConfig) -> dict[str, Any]:
         "pretrain": _without(plain["pretrain"], "cache"),  # how it is obtained, not what it is
         "seed": plain["seed"],
         **provenance(cfg),
+        **precision_settings(cfg),
     }
     return {**settings, **protocol_settings(plain, ("name", "pretrain_holdout"))}
+
+
+def precision_settings(cfg: DictConfig) -> dict[str, Any]:
+    """``runtime.precision`` for keys when it is not float32 (float32 runs keep their keys)."""
+    precision = precision_name(cfg)
+    return {} if precision == "float32" else {"precision": precision}
 
 
 def protocol_settings(
@@ -547,6 +572,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         settings["classifier"] = plain["classifier"]
     if is_sklearn(cfg) and not on_codes(cfg):
         settings["model"] = {}  # no network: the widths and activation play no part
+        settings.pop("precision", None)  # nor the networks' precision
     elif not has_decoder(cfg):
         settings["model"] = _without(settings["model"], "tied")
     if not is_pretrained(cfg):

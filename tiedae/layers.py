@@ -6,6 +6,17 @@ import keras
 import tensorflow as tf
 
 
+def product(a: tf.Tensor, b: tf.Tensor, dtype: str, transpose_b: bool = False) -> tf.Tensor:
+    """``a @ b`` (``b`` transposed with ``transpose_b``) computed in ``dtype`` — a layer's
+    compute dtype, bfloat16 under ``runtime.precision=mixed_bfloat16`` — and returned as
+    float32, for the passes that call a layer's parts directly rather than through Keras's
+    autocasting ``__call__`` (the ladder's)."""
+    if dtype == "float32":
+        return tf.matmul(a, b, transpose_b=transpose_b)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    return tf.cast(tf.matmul(a, b, transpose_b=transpose_b), tf.float32)
+
+
 @keras.saving.register_keras_serializable(package="tiedae")
 class DenseTranspose(keras.layers.Layer):
     """A Dense layer that uses another Dense layer's kernel, transposed, and a bias of its own.

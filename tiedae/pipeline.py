@@ -59,7 +59,14 @@ from tiedae.tracking import (
     TrackingSettings,
     load_keras_model,
 )
-from tiedae.training import Checkpoint, FitSettings, History, configure_tensorflow, predict
+from tiedae.training import (
+    Checkpoint,
+    FitSettings,
+    History,
+    configure_precision,
+    configure_tensorflow,
+    predict,
+)
 from tiedae.transfer import load_source, matching_layers, train_source_classifier
 
 log = logging.getLogger("tiedae")
@@ -198,6 +205,7 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     configure_tensorflow(
         cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
     )
+    configure_precision(C.precision_name(cfg))
     sweep = cfg.sweep.get("name")
     settings = C.run_settings(cfg)
     run_key, parts = C.settings_key(settings), C.key_parts(settings)

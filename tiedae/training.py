@@ -147,6 +147,13 @@ def configure_tensorflow(threads: int, deterministic: bool, inter_op_threads: in
         tf.config.experimental.enable_op_determinism()
 
 
+def configure_precision(precision: str) -> None:
+    """Keras's dtype policy for every layer built from now on in this process: ``float32``,
+    or ``mixed_bfloat16`` (variables float32, each layer computes in bfloat16). Models keep
+    their outputs float32 (``tiedae.models.OUTPUT_DTYPE``); call it before building any."""
+    keras.config.set_dtype_policy(precision)
+
+
 ArrayLike = np.ndarray | tf.Tensor
 
 
@@ -171,8 +178,10 @@ def as_tensor(array: ArrayLike) -> tf.Tensor:
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """The model's outputs (inference mode) for all of ``x``, in large batches."""
-    infer = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    """The model's outputs (inference mode, as float32) for all of ``x``, in large batches."""
+    infer = tf.function(
+        lambda batch: tf.cast(model(batch, training=False), tf.float32), reduce_retracing=True
+    )
     return np.concatenate(
         [infer(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
     )

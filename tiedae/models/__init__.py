@@ -28,6 +28,7 @@ from tiedae.models.conv import (
     validate_conv,
 )
 from tiedae.models.dense import (
+    OUTPUT_DTYPE,
     Autoencoder,
     build_classifier,
     build_corruption,
@@ -92,8 +93,8 @@ def model_family(model_cfg: Mapping[str, Any]) -> ModelFamily:
 
 
 __all__ = [
-    "DEFAULT_FAMILY", "MODEL_FAMILIES", "Autoencoder", "ConvAutoencoder", "ModelFamily",
-    "build_classifier", "build_conv_classifier", "build_corruption", "build_decoder",
+    "DEFAULT_FAMILY", "MODEL_FAMILIES", "OUTPUT_DTYPE", "Autoencoder", "ConvAutoencoder",
+    "ModelFamily", "build_classifier", "build_conv_classifier", "build_corruption", "build_decoder",
     "build_encoder", "encoder_dense_layers", "family_name", "model_family", "rounded_accuracy",
     "set_hidden_trainable", "transplant_encoder", "weight_layers",
 ]  # fmt: skip

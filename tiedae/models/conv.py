@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from tiedae.layers import Conv2DTransposeTied, DenseTranspose
-from tiedae.models.dense import SymmetricAutoencoder, build_corruption
+from tiedae.models.dense import OUTPUT_DTYPE, SymmetricAutoencoder, build_corruption
 
 # pretrain.name -> why this family cannot use it (a one-line ConfigError)
 UNSUPPORTED_PRETRAININGS = {
@@ -104,11 +104,12 @@ def build_conv_decoder(
             ))  # fmt: skip
     layers.append(keras.layers.Reshape(feature_shape, name=f"{name}_features"))
     for depth, conv in enumerate(reversed(convs), start=1):
-        act = output_activation if depth == len(convs) else activation
+        last = depth == len(convs)
+        act, dtype = (output_activation, OUTPUT_DTYPE) if last else (activation, None)
         in_shape = tuple(conv.input.shape[1:])
         if tied:
             layers.append(Conv2DTransposeTied(
-                conv, in_shape[:2], activation=act, name=f"{name}_conv_tied_{depth}"
+                conv, in_shape[:2], activation=act, dtype=dtype, name=f"{name}_conv_tied_{depth}"
             ))  # fmt: skip
         else:
             out_size = tuple(conv.output.shape[1:3])
@@ -119,10 +120,12 @@ def build_conv_decoder(
             layers.append(keras.layers.Conv2DTranspose(
                 in_shape[2], conv.kernel_size, strides=2, padding="same",
                 output_padding=padding, activation=act, kernel_initializer=kernel_initializer,
-                name=f"{name}_conv_{depth}",
+                dtype=dtype, name=f"{name}_conv_{depth}",
             ))  # fmt: skip
     if len(output_shape) == 2:
-        layers.append(keras.layers.Reshape(tuple(output_shape), name=f"{name}_image"))
+        layers.append(
+            keras.layers.Reshape(tuple(output_shape), dtype=OUTPUT_DTYPE, name=f"{name}_image")
+        )
     code = denses[-1].units if denses else None
     if code is None:
         raise ValueError("a conv autoencoder needs at least one dense code layer (model.sizes)")
@@ -188,7 +191,7 @@ def build_conv_classifier(
     )  # fmt: skip
     return keras.Sequential(
         [keras.Input(shape=tuple(input_shape)), *layers,
-         keras.layers.Dense(n_classes, activation="softmax", name="head")],
+         keras.layers.Dense(n_classes, activation="softmax", dtype=OUTPUT_DTYPE, name="head")],
         name="classifier",
     )  # fmt: skip
 

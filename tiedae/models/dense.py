@@ -10,6 +10,11 @@ from keras import ops
 
 from tiedae.layers import DenseTranspose
 
+# The dtype of every model's output layers (softmax heads, reconstructions and the layers after
+# them): float32 under any runtime.precision, so probabilities and losses keep float32's range
+# and digits while the hidden layers compute in bfloat16 (Keras's mixed-precision advice).
+OUTPUT_DTYPE = "float32"
+
 
 @keras.saving.register_keras_serializable(package="tiedae")
 def rounded_accuracy(y_true, y_pred):
@@ -64,23 +69,25 @@ def build_decoder(
     dense_layers = encoder_dense_layers(encoder)
     widths = [layer.kernel.shape[0] for layer in reversed(dense_layers)]  # each layer's input
     activations = [activation] * (len(widths) - 1) + [output_activation]
+    dtypes = [None] * (len(widths) - 1) + [OUTPUT_DTYPE]  # None: the policy's
     if tied:
-        mirrored = zip(reversed(dense_layers), activations, strict=True)
+        mirrored = zip(reversed(dense_layers), activations, dtypes, strict=True)
         layers = [
-            DenseTranspose(dense, activation=act, name=f"{name}_tied_{depth}")
-            for depth, (dense, act) in enumerate(mirrored, start=1)
+            DenseTranspose(dense, activation=act, dtype=dtype, name=f"{name}_tied_{depth}")
+            for depth, (dense, act, dtype) in enumerate(mirrored, start=1)
         ]
     else:
+        mirrored = zip(widths, activations, dtypes, strict=True)
         layers = [
             keras.layers.Dense(
-                width, activation=act, kernel_initializer=kernel_initializer,
+                width, activation=act, kernel_initializer=kernel_initializer, dtype=dtype,
                 name=f"{name}_dense_{depth}",
             )
-            for depth, (width, act) in enumerate(zip(widths, activations, strict=True), 1)
+            for depth, (width, act, dtype) in enumerate(mirrored, start=1)
         ]  # fmt: skip
     return keras.Sequential(
         [keras.Input(shape=(dense_layers[-1].units,)), *layers,
-         keras.layers.Reshape(tuple(output_shape))],
+         keras.layers.Reshape(tuple(output_shape), dtype=OUTPUT_DTYPE)],
         name=name,
     )  # fmt: skip
 
@@ -172,7 +179,9 @@ def build_classifier(
                 )
                 for depth, units in enumerate(hidden_sizes, start=1)
             ],
-            keras.layers.Dense(n_classes, activation="softmax", name="head"),
+            keras.layers.Dense(
+                n_classes, activation="softmax", dtype=OUTPUT_DTYPE, name="head"
+            ),
         ],
         name="classifier",
     )  # fmt: skip

@@ -19,7 +19,13 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from tiedae.config import ConfigError
-from tiedae.models import DEFAULT_FAMILY, build_encoder, encoder_dense_layers, family_name
+from tiedae.models import (
+    DEFAULT_FAMILY,
+    OUTPUT_DTYPE,
+    build_encoder,
+    encoder_dense_layers,
+    family_name,
+)
 from tiedae.objectives.penalties import PENALTIES
 from tiedae.training import (
     EpochCallback,
@@ -180,7 +186,9 @@ class Objective:
         self.encoder = build_encoder(
             self.input_shape, list(model.sizes), model.activation, model.kernel_initializer
         )
-        self.head = keras.layers.Dense(self.n_classes, activation="softmax", name="head")
+        self.head = keras.layers.Dense(
+            self.n_classes, activation="softmax", dtype=OUTPUT_DTYPE, name="head"
+        )
         return keras.Sequential(
             [keras.Input(shape=self.input_shape), self.encoder, self.head], name="classifier"
         )
@@ -213,12 +221,13 @@ class Objective:
         return x + keras.random.normal(tf.shape(x), stddev=stddev, seed=self.noise_seed)
 
     def forward(self, x: tf.Tensor, noisy: bool = True) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """Class probabilities and hidden codes; Gaussian noise on input and hidden layers."""
+        """Class probabilities and hidden codes (float32 whatever the layers compute in);
+        Gaussian noise on input and hidden layers."""
         h = tf.reshape(x, (tf.shape(x)[0], -1))
         h = self.noise(h, self.input_noise) if noisy else h
         codes = []
         for dense in encoder_dense_layers(self.encoder):
-            h = dense(h)
+            h = tf.cast(dense(h), tf.float32)
             h = self.noise(h, self.hidden_noise) if noisy else h
             codes.append(h)
         return self.head(h), codes

@@ -30,6 +30,8 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
+from tiedae.layers import product
+from tiedae.models import OUTPUT_DTYPE
 from tiedae.objectives.base import Batch, Objective, boolean, non_negative, one_of, register
 
 EPSILON = 1e-5
@@ -42,7 +44,9 @@ class LadderDense(keras.layers.Layer):
     """``activation(γ (BN(x W) + β))`` without a bias; at inference BN uses moving averages.
 
     The ladder's training passes call ``preactivation``, ``activate`` and ``track`` directly;
-    ``call`` is the inference pass of the saved classifier.
+    ``call`` is the inference pass of the saved classifier. Only the product ``x W`` follows
+    the layer's compute dtype (bfloat16 under mixed precision); the normalisation, β, γ and
+    the output stay float32.
     """
 
     def __init__(
@@ -60,20 +64,20 @@ class LadderDense(keras.layers.Layer):
         width = (input_shape[-1], self.units)
         self.kernel = self.add_weight(name="kernel", shape=width,
                                       initializer=self.kernel_initializer)  # fmt: skip
-        self.beta = self.add_weight(name="beta", shape=(self.units,), initializer="zeros")
+        float32 = {"shape": (self.units,), "autocast": False}  # read as float32 in call too
+        self.beta = self.add_weight(name="beta", initializer="zeros", **float32)
         self.gamma = (
-            self.add_weight(name="gamma", shape=(self.units,), initializer="ones")
-            if self.scale else None
-        )  # fmt: skip
+            self.add_weight(name="gamma", initializer="ones", **float32) if self.scale else None
+        )
         self.moving_mean = self.add_weight(
-            name="moving_mean", shape=(self.units,), initializer="zeros", trainable=False
+            name="moving_mean", initializer="zeros", trainable=False, **float32
         )
         self.moving_variance = self.add_weight(
-            name="moving_variance", shape=(self.units,), initializer="ones", trainable=False
+            name="moving_variance", initializer="ones", trainable=False, **float32
         )
 
     def preactivation(self, inputs):
-        return tf.matmul(inputs, self.kernel)
+        return product(inputs, self.kernel, self.compute_dtype)
 
     def activate(self, z):
         z = z + self.beta
@@ -162,7 +166,9 @@ class Ladder(Objective):
                         name=f"ladder_{depth}")
             for depth, width in enumerate(sizes, start=1)
         ]  # fmt: skip
-        self.layers.append(LadderDense(self.n_classes, "softmax", True, momentum, name="head"))
+        self.layers.append(LadderDense(
+            self.n_classes, "softmax", True, momentum, dtype=OUTPUT_DTYPE, name="head"
+        ))  # fmt: skip
         classifier = keras.Sequential(
             [keras.Input(shape=self.input_shape), keras.layers.Flatten(), *self.layers],
             name="classifier",
@@ -237,9 +243,11 @@ class Ladder(Objective):
         return (z_noisy - mu) * v + mu
 
     def map_down(self, level: int, z_hat: tf.Tensor) -> tf.Tensor:
+        """The decoder's product, in the compute dtype of the encoder layer it mirrors."""
+        layer = self.layers[level]
         if self.tied:
-            return tf.matmul(z_hat, self.layers[level].kernel, transpose_b=True)
-        return tf.matmul(z_hat, self.down[level])
+            return product(z_hat, layer.kernel, layer.compute_dtype, transpose_b=True)
+        return product(z_hat, self.down[level], layer.compute_dtype)
 
     def train_step(self, labeled: Batch, unlabeled: tf.Tensor) -> dict[str, tf.Tensor]:
         x, y = labeled
