@@ -19,7 +19,14 @@ from tiedae.config import CONFIG_DIR, ConfigError, pretrain_settings, settings_k
 from tiedae.data import load_digits_splits
 from tiedae.models import Autoencoder
 from tiedae.models.conv import ConvAutoencoder
-from tiedae.training import EpochRunner, FitSettings, fit, use_jit, xla_pays_off
+from tiedae.training import (
+    EpochRunner,
+    FitSettings,
+    configure_precision,
+    fit,
+    use_jit,
+    xla_pays_off,
+)
 
 
 def make_config(tmp_path, *overrides: str):
@@ -162,6 +169,24 @@ def test_seed_recipe_has_the_seed_shape_and_learns_like_tiedae():
     assert slower["val_loss"] > 1.1 * ours["val_loss"]
 
 
+def test_the_bfloat16_path_trains_under_mixed_precision_unless_set_says_otherwise():
+    options = bench.Options(data="digits")
+    spec = bench.worker_spec(options, bench.BF16_PATH, "tied", 8)
+    assert spec["overrides"] == ["runtime.precision=mixed_bfloat16"]
+    chosen = replace(options, overrides=("runtime.precision=float32",))
+    assert bench.worker_spec(chosen, bench.BF16_PATH, "tied", 8)["overrides"] == [
+        "runtime.precision=float32"
+    ]
+    try:
+        full = bench.pretrain_worker(bench.worker_spec(options, bench.TIEDAE_PATH, "tied", 8))
+        mixed = bench.pretrain_worker(spec)
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        configure_precision("float32")
+    assert mixed["val_loss"] != full["val_loss"]
+    assert mixed["val_loss"] == pytest.approx(full["val_loss"], rel=0.02)
+
+
 def test_summary_compares_medians_and_the_sweep_cache():
     def row(path, repeat, seconds, val_loss, stage="pretrain", variant="tied"):
         return bench.Measurement(
@@ -174,6 +199,7 @@ def test_summary_compares_medians_and_the_sweep_cache():
         row(bench.SEED_PATH, 2, 6.0, 0.30), row(bench.TIEDAE_PATH, 0, 1.0, 0.33),
         row(bench.TIEDAE_PATH, 1, 2.0, 0.33), row(bench.TIEDAE_PATH, 2, 9.0, 0.33),
         row(bench.NO_JIT_PATH, 0, 4.0, 0.33), row(bench.NO_JIT_PATH, 1, 4.0, 0.33),
+        row(bench.BF16_PATH, 0, 1.0, 0.363), row(bench.BF16_PATH, 1, 1.0, 0.363),
         row("tiedae CLI", 0, 10.0, float("nan"), "sweep", "cache on"),
         row("tiedae CLI", 0, 30.0, float("nan"), "sweep", "cache off"),
     ]  # fmt: skip
@@ -182,11 +208,14 @@ def test_summary_compares_medians_and_the_sweep_cache():
     assert ratios["pretrain"]["val_loss_rel_diff"] == pytest.approx(0.1)
     assert ratios["sweep"]["speedup"] == pytest.approx(3.0)
     assert ratios["pretrain jit"]["speedup"] == pytest.approx((1000 / 2.0) / (1000 / 4.0))
+    assert ratios["pretrain bfloat16"]["speedup"] == pytest.approx((1000 / 1.0) / (1000 / 2.0))
+    assert ratios["pretrain bfloat16"]["val_loss_rel_diff"] == pytest.approx(0.1)
     info = {**bench.machine(), "date": "today", "commit": "abc", "load": "1 and 1"}
     info["matmul_peak_gflops"] = "1.0"  # 1 GFLOP/s: the median 500 images/s x 0.977 MFLOP
     text = bench.report(bench.Options(data="digits"), rows, "python -m tiedae.bench", info)
     assert "2.50x" in text and "3.00x" in text and "+10.00%" in text and "TensorFlow" in text
     assert "| tied | tiedae | 500 (111–1,000) | 250 | 0.5 | 49% |" in text
+    assert "| tied | 2.00x | 2.00x | 0.3300 | 0.3630 | +10.00% |" in text  # bfloat16 / float32
     assert bench.training_flops_per_image() == 3 * 2 * 2 * (784 * 100 + 100 * 30)
 
 
@@ -204,9 +233,10 @@ def test_bench_quick_runs_end_to_end_on_digits(tmp_path):
     assert sorted((row["variant"], row["path"]) for row in rows) == sorted(
         (model, path)
         for model in ("tied",)
-        for path in (bench.SEED_PATH, bench.TIEDAE_PATH, bench.NO_JIT_PATH)
+        for path in (bench.SEED_PATH, bench.TIEDAE_PATH, bench.NO_JIT_PATH, bench.BF16_PATH)
     )
     assert "jit=true / jit=false images/s" in done.stdout and "GFLOP/s" in readme
+    assert "bfloat16 / float32 images/s" in readme
     assert all(float(row["images_per_s"]) > 0 and float(row["peak_rss_mib"]) > 0 for row in rows)
 
 

@@ -106,6 +106,19 @@ def test_a_bfloat16_objective_learns_as_float32_does(objective, digits, policy):
     assert abs(accuracy["mixed_bfloat16"] - accuracy["float32"]) <= 0.03
 
 
+def test_a_bfloat16_objective_is_deterministic(digits, policy):
+    policy("mixed_bfloat16")
+    labeled = stratified_subset(digits.y_train, 100, 0)
+    cfg = config("ladder_tied", "objective.steps_per_epoch=5")
+    first, second = (
+        train_with_objective(
+            cfg, digits, labeled, digits.x_train, FitSettings(epochs=2, seed=0, verbose=0)
+        )[1].epochs
+        for _ in range(2)
+    )
+    assert first == second
+
+
 def test_precision_names_its_own_row_and_key():
     full = make_config("data=digits", "pretrain=autoencoder")
     mixed = make_config("data=digits", "pretrain=autoencoder", MIXED)

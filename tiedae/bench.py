@@ -8,7 +8,8 @@ Stages (``--stages``, default all):
 
 - ``pretrain``: the seed's autoencoders (784-100-30, tied and untied; SGD 1.5, binary
   cross-entropy, batch 32), the same data and epochs, trained by ``tiedae.pretrain`` (with
-  ``runtime.jit=true`` and, as ``tiedae jit=false``, without XLA) and by the seed's recipe as
+  ``runtime.jit=true``; as ``tiedae jit=false``, without XLA; as ``tiedae bfloat16``, under
+  ``runtime.precision=mixed_bfloat16``) and by the seed's recipe as
   the seed writes it (Keras ``Sequential`` and a plain ``fit(X, X, epochs=...,
   validation_data=...)``), in rotating order, ``--repeats`` times each. Beside images/s:
   achieved GFLOP/s (counted analytically) against one core's matrix-multiply peak, measured in
@@ -18,7 +19,8 @@ Stages (``--stages``, default all):
 - ``objective``: each semi-supervised objective of ``--objectives`` (a ``conf/method`` name; its
   networks, batches of 100 labeled + 100 unlabeled images) for one epoch of
   ``--objective-steps`` steps at 500 labels: tiedae's compiled loop against the same objective
-  in a plain Keras ``Model.train_step`` trained by ``fit`` (``tf.data``, one step a call).
+  in a plain Keras ``Model.train_step`` trained by ``fit`` (``tf.data``, one step a call), and
+  tiedae's loop under ``runtime.precision=mixed_bfloat16`` (``tiedae bfloat16``).
 - ``run``: one default ``tiedae`` run (its pretraining shortened to ``--epochs``): peak memory.
 - ``sweep``: the smoke sweep (``experiment=sweep_smoke``) with the pretraining cache, and with
   ``pretrain.cache=false`` (every job pretrains its own autoencoder).
@@ -50,14 +52,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tiedae.config import PROJECT_ROOT
+from tiedae.config import PROJECT_ROOT, precision_name
 
 STAGES = ("pretrain", "classify", "objective", "run", "sweep")
 RESULT_PREFIX = "BENCH-RESULT "
 SEED_PATH, TIEDAE_PATH = "seed fit", "tiedae"
 KERAS_PATH = "Keras fit"  # a semi-supervised objective as plain Keras: train_step + fit
 NO_JIT_PATH = "tiedae jit=false"  # tiedae's loop without XLA, beside TIEDAE_PATH (jit=true)
-JIT = {TIEDAE_PATH: "runtime.jit=true", NO_JIT_PATH: "runtime.jit=false"}  # pretrain stage
+BF16_PATH = "tiedae bfloat16"  # tiedae's path under runtime.precision=mixed_bfloat16
+JIT = {TIEDAE_PATH: "runtime.jit=true", NO_JIT_PATH: "runtime.jit=false",
+       BF16_PATH: "runtime.jit=true"}  # pretrain stage  # fmt: skip
+PRECISION = {BF16_PATH: "runtime.precision=mixed_bfloat16"}  # every stage it is timed in
 CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
@@ -82,7 +87,7 @@ class Measurement:
 
     stage: str
     variant: str  # e.g. "tied", "labels=500", "cache on"
-    path: str  # SEED_PATH, TIEDAE_PATH or NO_JIT_PATH (or "tiedae CLI")
+    path: str  # SEED_PATH, TIEDAE_PATH, NO_JIT_PATH, BF16_PATH (or "tiedae CLI")
     repeat: int
     images: int = 0  # images seen in training: examples x epochs
     seconds: float = 0.0  # wall, of the timed part
@@ -194,6 +199,25 @@ def compose_config(data: str, overrides: Sequence[str]):
         return compose("config", overrides=[f"data={data}", *overrides])
 
 
+def _precision_table(summary: Sequence[dict[str, Any]], stage: str, quality: str) -> list[str]:
+    """The bfloat16 path against tiedae's float32 one (same loop, same shuffles), if timed."""
+    ratios = [c for c in comparisons(summary) if c["stage"] == f"{stage} bfloat16"]
+    if not ratios:
+        return []
+    if quality == "metric":
+        header = ["val accuracy float32", "val accuracy bfloat16"]
+        cells = [[f"{c['val_metric_keras']:.4f}", f"{c['val_metric_tiedae']:.4f}"] for c in ratios]
+    else:
+        header = ["val loss float32", "val loss bfloat16", "relative difference"]
+        cells = [[f"{c['val_loss_seed']:.4f}", f"{c['val_loss_tiedae']:.4f}",
+                  f"{100 * c['val_loss_rel_diff']:+.2f}%"] for c in ratios]  # fmt: skip
+    return [markdown_table(
+        ["variant", "bfloat16 / float32 images/s", "per CPU-s", *header],
+        [[c["variant"], f"{c['speedup']:.2f}x", f"{c['speedup_cpu']:.2f}x", *cell]
+         for c, cell in zip(ratios, cells, strict=True)],
+    )]  # fmt: skip
+
+
 def pretrain_worker(spec: dict[str, Any]) -> dict[str, float]:
     """Train the autoencoder ``spec['variant']`` (tied/untied) by ``spec['path']``."""
     overrides = [f"model={spec['variant']}", f"pretrain.epochs={spec['epochs']}"]
@@ -201,13 +225,14 @@ def pretrain_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.data import load_dataset
     from tiedae.pipeline import fit_settings
     from tiedae.pretrain import pretrain_autoencoder
-    from tiedae.training import configure_tensorflow
+    from tiedae.training import configure_precision, configure_tensorflow
 
     splits = load_dataset(cfg.data)
     if spec["path"] != SEED_PATH:
         configure_tensorflow(
             cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
         )
+        configure_precision(precision_name(cfg))
         with Clock() as clock:
             settings = fit_settings(cfg, cfg.pretrain, None)
             _, history = pretrain_autoencoder(splits, cfg.model, cfg.pretrain, settings)
@@ -333,7 +358,7 @@ def objective_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.data import load_dataset, stratified_subset
     from tiedae.objectives import build_objective, train_with_objective
     from tiedae.pipeline import fit_settings
-    from tiedae.training import configure_tensorflow
+    from tiedae.training import configure_precision, configure_tensorflow
 
     splits = load_dataset(cfg.data)
     labeled = stratified_subset(splits.y_train, 500, cfg.seed)
@@ -341,6 +366,7 @@ def objective_worker(spec: dict[str, Any]) -> dict[str, float]:
     configure_tensorflow(
         cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
     )
+    configure_precision(precision_name(cfg))
     with Clock() as clock:
         if spec["path"] == KERAS_PATH:
             objective = build_objective(cfg, splits.image_shape, splits.n_classes, len(pool))
@@ -518,8 +544,11 @@ def rotating(repeat: int, paths: Sequence[str]) -> list[str]:
 
 
 def worker_spec(options: Options, path: str, variant: str, epochs: int, **more) -> dict:
-    """What a worker needs; the user's ``--set`` overrides go to tiedae's paths only."""
+    """What a worker needs; the user's ``--set`` overrides go to tiedae's paths only, after
+    the path's own precision (``PRECISION``)."""
     overrides = list(options.overrides) if path != SEED_PATH else []
+    if path in PRECISION and not any(o.startswith("runtime.precision=") for o in overrides):
+        overrides.insert(0, PRECISION[path])  # unless --set chose it
     return {"data": options.data, "variant": variant, "path": path, "epochs": epochs,
             "overrides": overrides, **more}  # fmt: skip
 
@@ -528,7 +557,7 @@ def measurements(options: Options, say: Callable[[str], None]) -> Iterator[Measu
     if "pretrain" in options.stages:
         for repeat in range(options.repeats):
             for model in options.models:
-                for path in rotating(repeat, (SEED_PATH, TIEDAE_PATH, NO_JIT_PATH)):
+                for path in rotating(repeat, (SEED_PATH, TIEDAE_PATH, NO_JIT_PATH, BF16_PATH)):
                     say(f"pretrain {model} by {path}, repetition {repeat + 1}")
                     spec = worker_spec(options, path, model, options.epochs)
                     if path in JIT and not any(
@@ -546,7 +575,7 @@ def measurements(options: Options, say: Callable[[str], None]) -> Iterator[Measu
     if "objective" in options.stages:
         for repeat in range(options.repeats):
             for method in options.objectives:
-                for path in rotating(repeat, (KERAS_PATH, TIEDAE_PATH)):
+                for path in rotating(repeat, (KERAS_PATH, TIEDAE_PATH, BF16_PATH)):
                     say(f"objective {method} by {path}, repetition {repeat + 1}")
                     spec = worker_spec(options, path, method, 1, steps=options.objective_steps)
                     yield measure_in_child("objective", spec, repeat, options.timeout)
@@ -616,8 +645,9 @@ def comparisons(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for (stage, variant, path), ours in by_key.items():
         if path != TIEDAE_PATH:
             continue
-        seed, keras_fit, no_jit = (
-            by_key.get((stage, variant, other)) for other in (SEED_PATH, KERAS_PATH, NO_JIT_PATH)
+        seed, keras_fit, no_jit, bfloat16 = (
+            by_key.get((stage, variant, other))
+            for other in (SEED_PATH, KERAS_PATH, NO_JIT_PATH, BF16_PATH)
         )
         if seed:
             found.append({"stage": stage, "variant": variant, **_ratios(ours, seed, "loss")})
@@ -626,6 +656,10 @@ def comparisons(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if no_jit:
             found.append({"stage": f"{stage} jit", "variant": variant,
                           **_ratios(ours, no_jit, "loss")})  # fmt: skip
+        if bfloat16:  # bfloat16 against float32, both tiedae's; as "tiedae" against "seed"
+            quality = "metric" if stage == "objective" else "loss"
+            found.append({"stage": f"{stage} bfloat16", "variant": variant,
+                          **_ratios(bfloat16, ours, quality)})  # fmt: skip
     on, off = (
         by_key.get(("sweep", "cache on", "tiedae CLI")),
         by_key.get(("sweep", "cache off", "tiedae CLI")),
@@ -748,6 +782,7 @@ def report(
                   f"{c['val_loss_seed']:.4f}", f"{c['val_loss_tiedae']:.4f}",
                   f"{100 * c['val_loss_rel_diff']:+.2f}%"] for c in jit],
             ))  # fmt: skip
+        text.extend(_precision_table(summary, stage, "loss"))
     objectives = [s for s in summary if s["stage"] == "objective"]
     if objectives:
         text.append(
@@ -770,9 +805,10 @@ def report(
             [[c["variant"], f"{c['speedup']:.2f}x", f"{c['speedup_cpu']:.2f}x",
               f"{c['val_metric_keras']:.4f}", f"{c['val_metric_tiedae']:.4f}"] for c in ratios],
         ))  # fmt: skip
+        text.extend(_precision_table(summary, "objective", "metric"))
         text.append(
             "Seconds include building the networks, compiling and one validation; "
-            "the two paths draw different shuffles, so their accuracies differ by chance.\n"
+            "the Keras path draws other shuffles, so its accuracies differ by chance.\n"
         )
     runs = [s for s in summary if s["stage"] == "run"]
     if runs:
