@@ -17,7 +17,7 @@ from tiedae import pipeline
 from tiedae.config import ConfigError, method_name, run_settings, settings_key, validate
 from tiedae.data import load_digits_splits, stratified_subset
 from tiedae.layers import product
-from tiedae.models import Autoencoder
+from tiedae.models import Autoencoder, ConvAutoencoder
 from tiedae.objectives import train_with_objective
 from tiedae.training import FitSettings, configure_precision
 
@@ -63,6 +63,19 @@ def test_an_autoencoder_computes_hidden_layers_in_bfloat16_and_outputs_float32(
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
     assert loaded.encoder.layers[-1].compute_dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_conv_autoencoder_under_mixed_precision_outputs_float32_and_trains(tied, policy):
+    policy("mixed_bfloat16")
+    model = ConvAutoencoder((8, 8), [4, 8], [6], tied=tied)
+    x = tf.constant(np.random.default_rng(0).random((4, 8, 8), dtype=np.float32))
+    assert model.encoder(x).dtype == tf.bfloat16 and model(x).dtype == tf.float32
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.binary_crossentropy(x, model(x, training=True)))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None and g.dtype == tf.float32 for g in gradients)
+    assert np.isfinite(loss.numpy())
 
 
 @pytest.mark.parametrize("objective", OBJECTIVE_CONFIGS)
