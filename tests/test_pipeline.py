@@ -6,7 +6,7 @@ import pytest
 from conftest import QUICK, make_config
 from mlflow.tracking import MlflowClient
 
-from tiedae import pipeline
+from tiedae import pipeline, tracking
 from tiedae.config import ConfigError
 from tiedae.data import DEBIAN_FASHION_MNIST_DIR
 from tiedae.tracking import TrackingError
@@ -106,6 +106,65 @@ def test_a_failing_run_ends_failed_with_its_error(store, monkeypatch):
     [job] = runs(client_for(store), "job")
     assert job.info.status == "FAILED"
     assert job.data.tags["tiedae.error"] == "RuntimeError: disk on fire"
+
+
+def test_a_failing_run_keeps_the_epochs_it_logged(store, monkeypatch):
+    """Epoch curves are written in batches (``RunLog.log_epoch``); a run that fails still
+    writes the epochs it held before it ends FAILED."""
+
+    def fails_after_two_epochs(*args, on_epoch_end, **kwargs):
+        for epoch in range(2):
+            on_epoch_end(epoch, {"loss": 1.0 - epoch / 10, "val_loss": 1.0})
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pipeline, "train_classifier", fails_after_two_epochs)
+    with pytest.raises(RuntimeError):
+        pipeline.run_experiment(make_config(*QUICK, *store, "method=scratch"))
+    [job] = runs(client_for(store), "job")
+    assert job.info.status == "FAILED"
+    curve = client_for(store).get_metric_history(job.info.run_id, "clf/loss")
+    assert [(m.step, m.value) for m in curve] == [(0, 1.0), (1, 0.9)]
+
+
+class _Clock:
+    """A stand-in for the ``time`` module tiedae.tracking reads: monotonic() is set by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_800_000_000.0 + self.now
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+
+    def log_batch(self, run_id, metrics=(), **others) -> None:
+        self.batches.append(list(metrics))
+
+
+def test_epoch_metrics_are_written_every_few_seconds_not_every_epoch(monkeypatch):
+    clock, store = _Clock(), _Store()
+    monkeypatch.setattr(tracking, "time", clock)
+    log = tracking.RunLog(store, "run")
+    for epoch in range(40):  # 40 epochs of 10 ms: held
+        clock.now += 0.01
+        log.log_epoch({"clf/loss": 1.0, "clf/val_loss": 2.0}, step=epoch)
+    assert store.batches == []
+    clock.now += tracking.EPOCH_FLUSH_SECONDS
+    log.log_epoch({"clf/loss": 0.5, "clf/val_loss": 1.5}, step=40)
+    [written] = store.batches  # all 41 epochs in one write (of at most 100 metrics)
+    assert len(written) == 82 and [m.step for m in written[::2]] == list(range(41))
+    log.log_epoch({"clf/loss": 0.4, "clf/val_loss": 1.4}, step=41)
+    log.log_metrics({"test/accuracy": 0.9})  # writes the held epoch first, then itself
+    assert [[m.key for m in batch] for batch in store.batches[-2:]] == [
+        ["clf/loss", "clf/val_loss"],
+        ["test/accuracy"],
+    ]
 
 
 def test_too_many_labels_is_refused_before_any_run(store):

@@ -110,7 +110,7 @@ def run_checkpoint(cfg: DictConfig, folder: Path, run: RunLog, name: str) -> Che
 
 def epoch_logger(run: RunLog, prefix: str):
     def on_epoch_end(epoch: int, logs: Mapping[str, float]) -> None:
-        run.log_metrics({f"{prefix}/{name}": value for name, value in logs.items()}, step=epoch)
+        run.log_epoch({f"{prefix}/{name}": value for name, value in logs.items()}, step=epoch)
 
     return on_epoch_end
 

@@ -58,6 +58,7 @@ SKIPPED = "tiedae.skipped."  # + run key, on a sweep's parent: a job skipped as 
 LAUNCH = "tiedae.launch"  # on a job: which sweep process launched it (several may share a name)
 LAUNCH_ENV = "TIEDAE_SWEEP_LAUNCH"  # set by the sweep's process, inherited by its workers
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
+EPOCH_FLUSH_SECONDS = 5.0  # per-epoch curves reach the store at least this often (log_epoch)
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows on the experiment page
 EXPERIMENT_KIND = "mlflow.experimentKind"  # custom_model_development: the UI opens on runs
 EXPERIMENT_DESCRIPTION = """\
@@ -164,6 +165,8 @@ class RunLog:
     def __init__(self, client: MlflowClient, run_id: str, experiment_id: str | None = None):
         self.client, self.run_id = client, run_id
         self.experiment_id = experiment_id
+        self._epochs: list[Metric] = []  # log_epoch's, not yet written
+        self._written = time.monotonic()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(key, str(value)[:6000]) for key, value in params.items()]
@@ -171,10 +174,29 @@ class RunLog:
             self.client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.flush()  # the epochs' curves first, in the order they were measured
         now = int(time.time() * 1000)
-        items = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
-        for start in range(0, len(items), BATCH_LIMIT):
-            self.client.log_batch(self.run_id, metrics=items[start : start + BATCH_LIMIT])
+        self._write([Metric(key, float(v), now, step or 0) for key, v in metrics.items()])
+
+    def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
+        """One epoch's metrics, batched: written with the next ``log_metrics``, once
+        ``EPOCH_FLUSH_SECONDS`` have passed since the last write, or when the run ends. Short
+        epochs (a classifier's on a few hundred labels) then cost one store write per few
+        seconds, not one each; long ones still show in the UI as they end."""
+        now = int(time.time() * 1000)
+        self._epochs += [Metric(key, float(v), now, step) for key, v in metrics.items()]
+        if time.monotonic() - self._written >= EPOCH_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the epochs' metrics ``log_epoch`` holds."""
+        pending, self._epochs = self._epochs, []
+        self._write(pending)
+
+    def _write(self, metrics: Sequence[Metric]) -> None:
+        for start in range(0, len(metrics), BATCH_LIMIT):
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + BATCH_LIMIT])
+        self._written = time.monotonic()
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         items = [RunTag(key, str(value)) for key, value in tags.items()]
@@ -251,6 +273,13 @@ class RunLog:
             path.write_text(text)
             folder_name = str(Path(artifact_file).parent)
             self.log_artifact(path, None if folder_name == "." else folder_name)
+
+
+def _flush_quietly(log: RunLog) -> None:
+    """The epochs' metrics of a run that is stopping on an error; a failing store must not hide
+    that error behind its own."""
+    with contextlib.suppress(Exception):
+        log.flush()
 
 
 class Tracker:
@@ -388,15 +417,18 @@ class Tracker:
                 yield log
             except (KeyboardInterrupt, SystemExit) as stop:
                 with sigterm_held():  # a second SIGTERM must not cut the closing writes
+                    _flush_quietly(log)
                     log.set_tags({"tiedae.error": f"interrupted ({type(stop).__name__})"})
                     self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.KILLED))
                 raise
             except BaseException as error:
                 with sigterm_held():
+                    _flush_quietly(log)
                     log.set_tags({"tiedae.error": f"{type(error).__name__}: {error}"[:5000]})
                     self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FAILED))
                 raise
             with sigterm_held():
+                log.flush()
                 self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     # --- resuming a stopped run from its checkpoint ----------------------------------------
