@@ -78,6 +78,13 @@ def test_model_shape_a_tied_decoder_cannot_mirror(store, no_training, sizes):
     assert one_line(error).startswith("model.sizes=")
 
 
+@pytest.mark.parametrize("seconds", ["-1", "soon", "true"])
+def test_a_bad_epoch_flush_interval_stops_before_training(store, no_training, seconds):
+    with pytest.raises(ConfigError) as error:
+        no_training(make_config("data=digits", f"tracking.epoch_flush_seconds={seconds}", *store))
+    assert one_line(error).startswith("tracking.epoch_flush_seconds=")
+
+
 def test_tracking_store_in_a_missing_folder(tmp_path, no_training):
     cfg = make_config("data=digits", f"tracking.uri=sqlite:///{tmp_path}/no/such/mlflow.db")
     with pytest.raises(TrackingError) as error:

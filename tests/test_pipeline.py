@@ -150,12 +150,16 @@ class _Store:
 def test_epoch_metrics_are_written_every_few_seconds_not_every_epoch(monkeypatch):
     clock, store = _Clock(), _Store()
     monkeypatch.setattr(tracking, "time", clock)
+    at_once = tracking.RunLog(store, "run", epoch_flush_seconds=0)
+    at_once.log_epoch({"clf/loss": 1.0}, step=0)
+    assert [[m.step for m in batch] for batch in store.batches] == [[0]]
+    store.batches.clear()
     log = tracking.RunLog(store, "run")
     for epoch in range(40):  # 40 epochs of 10 ms: held
         clock.now += 0.01
         log.log_epoch({"clf/loss": 1.0, "clf/val_loss": 2.0}, step=epoch)
     assert store.batches == []
-    clock.now += tracking.EPOCH_FLUSH_SECONDS
+    clock.now += log.epoch_flush_seconds
     log.log_epoch({"clf/loss": 0.5, "clf/val_loss": 1.5}, step=40)
     [written] = store.batches  # all 41 epochs in one write (of at most 100 metrics)
     assert len(written) == 82 and [m.step for m in written[::2]] == list(range(41))

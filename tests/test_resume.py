@@ -154,6 +154,7 @@ RESUMABLE_JOB = [
     "data=digits", "method=tied_frozen", "labels.count=50", "seed=2", "pretrain.epochs=40",
     "classifier.epochs=120", "classifier.patience=1000", "runtime.checkpoint_every=3",
     "runtime.threads=1", "runtime.verbose=2",
+    "tracking.epoch_flush_seconds=0",  # each epoch in the store at once: the kills watch them
 ]  # fmt: skip
 
 

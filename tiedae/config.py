@@ -118,6 +118,9 @@ def validate(cfg: DictConfig) -> None:
     if not (isinstance(jit, bool) or jit == "auto"):
         problems.append(f"runtime.jit={cfg.runtime.jit!r} must be true, false or auto")
     _one_of(problems, "runtime.precision", precision_name(cfg), PRECISIONS)
+    flush = cfg.tracking.get("epoch_flush_seconds", 0)
+    if not isinstance(flush, int | float) or isinstance(flush, bool) or flush < 0:
+        problems.append(f"tracking.epoch_flush_seconds={flush!r} must be a number >= 0")
     if cfg.pretrain.name in AUTOENCODERS:
         _validate_autoencoder(problems, cfg.pretrain)
     if cfg.pretrain.name == "greedy":

@@ -58,7 +58,7 @@ SKIPPED = "tiedae.skipped."  # + run key, on a sweep's parent: a job skipped as 
 LAUNCH = "tiedae.launch"  # on a job: which sweep process launched it (several may share a name)
 LAUNCH_ENV = "TIEDAE_SWEEP_LAUNCH"  # set by the sweep's process, inherited by its workers
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
-EPOCH_FLUSH_SECONDS = 5.0  # per-epoch curves reach the store at least this often (log_epoch)
+EPOCH_FLUSH_SECONDS = 5.0  # tracking.epoch_flush_seconds' default (RunLog.log_epoch)
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows on the experiment page
 EXPERIMENT_KIND = "mlflow.experimentKind"  # custom_model_development: the UI opens on runs
 EXPERIMENT_DESCRIPTION = """\
@@ -87,10 +87,14 @@ class TrackingSettings:
     uri: str
     experiment: str = "tiedae"
     artifact_dir: str | None = None
+    epoch_flush_seconds: float = EPOCH_FLUSH_SECONDS
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrackingSettings:
-        return cls(cfg["uri"], cfg.get("experiment", "tiedae"), cfg.get("artifact_dir"))
+        return cls(
+            cfg["uri"], cfg.get("experiment", "tiedae"), cfg.get("artifact_dir"),
+            float(cfg.get("epoch_flush_seconds", EPOCH_FLUSH_SECONDS)),
+        )  # fmt: skip
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -162,9 +166,13 @@ def array_digest(array: np.ndarray) -> str:
 class RunLog:
     """Logging into one MLflow run by id (no global active run, so runs can nest freely)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str | None = None):
+    def __init__(
+        self, client: MlflowClient, run_id: str, experiment_id: str | None = None,
+        epoch_flush_seconds: float = EPOCH_FLUSH_SECONDS,
+    ):  # fmt: skip
         self.client, self.run_id = client, run_id
         self.experiment_id = experiment_id
+        self.epoch_flush_seconds = epoch_flush_seconds
         self._epochs: list[Metric] = []  # log_epoch's, not yet written
         self._written = time.monotonic()
 
@@ -180,12 +188,13 @@ class RunLog:
 
     def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
         """One epoch's metrics, batched: written with the next ``log_metrics``, once
-        ``EPOCH_FLUSH_SECONDS`` have passed since the last write, or when the run ends. Short
+        ``epoch_flush_seconds`` have passed since the last write (0: at once), or when the run
+        ends. Short
         epochs (a classifier's on a few hundred labels) then cost one store write per few
         seconds, not one each; long ones still show in the UI as they end."""
         now = int(time.time() * 1000)
         self._epochs += [Metric(key, float(v), now, step) for key, v in metrics.items()]
-        if time.monotonic() - self._written >= EPOCH_FLUSH_SECONDS:
+        if time.monotonic() - self._written >= self.epoch_flush_seconds:
             self.flush()
 
     def flush(self) -> None:
@@ -401,7 +410,7 @@ class Tracker:
             if "tiedae.error" in self.client.get_run(resume).data.tags:
                 self.client.delete_tag(resume, "tiedae.error")
             self.set_status(resume, "RUNNING")
-            log = RunLog(self.client, resume, self.experiment_id)
+            log = RunLog(self.client, resume, self.experiment_id, self.settings.epoch_flush_seconds)
             if LAUNCH in tags:  # the sweep process that resumed it counts it now
                 log.set_tags({LAUNCH: tags[LAUNCH]})
         else:
@@ -411,7 +420,10 @@ class Tracker:
             run = self.client.create_run(
                 self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
             )
-            log = RunLog(self.client, run.info.run_id, self.experiment_id)
+            log = RunLog(
+                self.client, run.info.run_id, self.experiment_id,
+                self.settings.epoch_flush_seconds,
+            )  # fmt: skip
         with sigterm_as_keyboard_interrupt():
             try:
                 yield log
