@@ -31,6 +31,7 @@ KILL_SWEEP = [
     "experiment=sweep_smoke", "sweep.name=killed", "seed=1", "method=scratch,tied_frozen",
     "labels.count=50", LONG_PRETRAINING, "classifier.epochs=3", "runtime.threads=1",
     "runtime.checkpoint_every=0",  # no resume from checkpoints here: tests/test_resume.py
+    "tracking.epoch_flush_seconds=0",  # each epoch in the store at once: the kills watch them
 ]  # fmt: skip
 
 
