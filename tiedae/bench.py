@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tiedae.config import PROJECT_ROOT, precision_name
+from tiedae.config import PROJECT_ROOT
 
 STAGES = ("pretrain", "classify", "objective", "run", "sweep")
 RESULT_PREFIX = "BENCH-RESULT "
@@ -225,14 +225,11 @@ def pretrain_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.data import load_dataset
     from tiedae.pipeline import fit_settings
     from tiedae.pretrain import pretrain_autoencoder
-    from tiedae.training import configure_precision, configure_tensorflow
+    from tiedae.training import configure_runtime
 
     splits = load_dataset(cfg.data)
     if spec["path"] != SEED_PATH:
-        configure_tensorflow(
-            cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
-        )
-        configure_precision(precision_name(cfg))
+        configure_runtime(cfg)
         with Clock() as clock:
             settings = fit_settings(cfg, cfg.pretrain, None)
             _, history = pretrain_autoencoder(splits, cfg.model, cfg.pretrain, settings)
@@ -266,7 +263,7 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.models import build_classifier, transplant_encoder
     from tiedae.pipeline import fit_settings
     from tiedae.pretrain import build_autoencoder, pretrained_layers
-    from tiedae.training import configure_tensorflow, make_optimizer
+    from tiedae.training import configure_runtime, make_optimizer
 
     overrides = [f"labels.count={spec['labels']}", f"classifier.epochs={spec['epochs']}"]
     cfg = compose_config(spec["data"], [*overrides, *spec["overrides"]])
@@ -275,9 +272,7 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
         splits.y_train, labeled_count(len(splits.y_train), cfg.labels.count, None), cfg.seed
     )
     if spec["path"] != SEED_PATH:
-        configure_tensorflow(
-            cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
-        )
+        configure_runtime(cfg)
     keras.utils.set_random_seed(cfg.seed)
     reuse = reuse_layers(cfg)
     encoder = pretrained_layers(build_autoencoder(splits.image_shape, cfg.model, cfg.pretrain))
@@ -358,15 +353,12 @@ def objective_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.data import load_dataset, stratified_subset
     from tiedae.objectives import build_objective, train_with_objective
     from tiedae.pipeline import fit_settings
-    from tiedae.training import configure_precision, configure_tensorflow
+    from tiedae.training import configure_runtime
 
     splits = load_dataset(cfg.data)
     labeled = stratified_subset(splits.y_train, 500, cfg.seed)
     pool = splits.pretrain_images
-    configure_tensorflow(
-        cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
-    )
-    configure_precision(precision_name(cfg))
+    configure_runtime(cfg)
     with Clock() as clock:
         if spec["path"] == KERAS_PATH:
             objective = build_objective(cfg, splits.image_shape, splits.n_classes, len(pool))

@@ -63,8 +63,7 @@ from tiedae.training import (
     Checkpoint,
     FitSettings,
     History,
-    configure_precision,
-    configure_tensorflow,
+    configure_runtime,
     predict,
 )
 from tiedae.transfer import load_source, matching_layers, train_source_classifier
@@ -202,10 +201,7 @@ def printed_to(path: Path | None, echo: bool) -> Iterator[None]:
 
 def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     splits, tracker = prepare(cfg)
-    configure_tensorflow(
-        cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
-    )
-    configure_precision(C.precision_name(cfg))
+    configure_runtime(cfg)
     sweep = cfg.sweep.get("name")
     settings = C.run_settings(cfg)
     run_key, parts = C.settings_key(settings), C.key_parts(settings)

@@ -100,15 +100,11 @@ def profile_objective(cfg, steps: int, warmup: int = 3) -> tuple[StepProfile, in
     import numpy as np
     import tensorflow as tf
 
-    from tiedae.config import precision_name
     from tiedae.data import load_dataset, stratified_subset
     from tiedae.objectives.cost import compiled_steps_of
-    from tiedae.training import configure_precision, configure_tensorflow
+    from tiedae.training import configure_runtime
 
-    configure_tensorflow(
-        cfg.runtime.threads, cfg.runtime.deterministic, cfg.runtime.inter_op_threads
-    )
-    configure_precision(precision_name(cfg))
+    configure_runtime(cfg)
     splits = load_dataset(cfg.data)
     labeled = stratified_subset(splits.y_train, int(cfg.labels.count), cfg.seed)
     rng = np.random.default_rng(cfg.seed)

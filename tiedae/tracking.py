@@ -189,9 +189,8 @@ class RunLog:
     def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
         """One epoch's metrics, batched: written with the next ``log_metrics``, once
         ``epoch_flush_seconds`` have passed since the last write (0: at once), or when the run
-        ends. Short
-        epochs (a classifier's on a few hundred labels) then cost one store write per few
-        seconds, not one each; long ones still show in the UI as they end."""
+        ends. Short epochs (a classifier's on a few hundred labels) then cost one store write
+        per few seconds, not one each; long ones still show in the UI as they end."""
         now = int(time.time() * 1000)
         self._epochs += [Metric(key, float(v), now, step) for key, v in metrics.items()]
         if time.monotonic() - self._written >= self.epoch_flush_seconds:

@@ -28,8 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
+from omegaconf import DictConfig
 
-from tiedae.config import DivergedError
+from tiedae.config import DivergedError, precision_name
 from tiedae.data import TENSOR_ALIGNMENT
 from tiedae.layers import DenseTranspose
 
@@ -152,6 +153,17 @@ def configure_precision(precision: str) -> None:
     or ``mixed_bfloat16`` (variables float32, each layer computes in bfloat16). Models keep
     their outputs float32 (``tiedae.models.OUTPUT_DTYPE``); call it before building any."""
     keras.config.set_dtype_policy(precision)
+
+
+def configure_runtime(cfg: DictConfig, deterministic: bool | None = None) -> None:
+    """What ``cfg.runtime`` sets for the whole process, before any model is built: thread
+    pools, op determinism (``deterministic``, when given, instead of the config's) and the
+    dtype policy (``runtime.precision``). Every entry point that trains calls it."""
+    runtime = cfg.runtime
+    if deterministic is None:
+        deterministic = runtime.deterministic
+    configure_tensorflow(runtime.threads, deterministic, runtime.inter_op_threads)
+    configure_precision(precision_name(cfg))
 
 
 ArrayLike = np.ndarray | tf.Tensor

@@ -20,7 +20,7 @@ import tensorflow as tf
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from tiedae.config import CONFIG_DIR, precision_name
+from tiedae.config import CONFIG_DIR
 from tiedae.data import Splits, load_dataset, stratified_subset
 from tiedae.objectives import build_objective
 from tiedae.objectives.base import (
@@ -29,12 +29,7 @@ from tiedae.objectives.base import (
     compiled_objective_steps,
     shuffled_orders,
 )
-from tiedae.training import (
-    configure_precision,
-    configure_tensorflow,
-    make_optimizer,
-    resolve_jit,
-)
+from tiedae.training import configure_runtime, make_optimizer, resolve_jit
 
 ROWS = ("ladder_tied,ladder_untied,gamma_model,joint_tied,joint_untied,pseudo_label,"
         "mean_teacher,entropy_min,semantic_loss")  # fmt: skip
@@ -82,8 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg = compose(
                 "config", overrides=[f"method={method}", "data.max_train=5500", *args.set]
             )
-        configure_tensorflow(cfg.runtime.threads, False, cfg.runtime.inter_op_threads)
-        configure_precision(precision_name(cfg))
+        configure_runtime(cfg, deterministic=False)
         splits = load_dataset(cfg.data)
         labeled = stratified_subset(splits.y_train, args.labels, cfg.seed)
         objective, run, orders = compiled_steps_of(
