@@ -37,6 +37,7 @@ from tiedae.models.dense import (
     encoder_dense_layers,
     rounded_accuracy,
     set_hidden_trainable,
+    softmax_head,
     transplant_encoder,
     weight_layers,
 )
@@ -96,5 +97,5 @@ __all__ = [
     "DEFAULT_FAMILY", "MODEL_FAMILIES", "OUTPUT_DTYPE", "Autoencoder", "ConvAutoencoder",
     "ModelFamily", "build_classifier", "build_conv_classifier", "build_corruption", "build_decoder",
     "build_encoder", "encoder_dense_layers", "family_name", "model_family", "rounded_accuracy",
-    "set_hidden_trainable", "transplant_encoder", "weight_layers",
+    "set_hidden_trainable", "softmax_head", "transplant_encoder", "weight_layers",
 ]  # fmt: skip

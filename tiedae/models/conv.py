@@ -14,7 +14,13 @@ from typing import Any
 import keras
 
 from tiedae.layers import Conv2DTransposeTied, DenseTranspose
-from tiedae.models.dense import OUTPUT_DTYPE, SymmetricAutoencoder, build_corruption
+from tiedae.models.dense import (
+    OUTPUT_DTYPE,
+    SymmetricAutoencoder,
+    build_corruption,
+    dense_layers,
+    softmax_head,
+)
 
 # pretrain.name -> why this family cannot use it (a one-line ConfigError)
 UNSUPPORTED_PRETRAININGS = {
@@ -55,13 +61,7 @@ def conv_encoder_layers(
         )
         for depth, width in enumerate(filters, start=1)
     ]  # fmt: skip
-    dense = [
-        keras.layers.Dense(
-            units, activation=activation, kernel_initializer=kernel_initializer,
-            name=f"{name}_dense_{depth}",
-        )
-        for depth, units in enumerate(sizes, start=1)
-    ]  # fmt: skip
+    dense = dense_layers(sizes, activation, kernel_initializer, name=f"{name}_dense")
     return [*head, *convs, keras.layers.Flatten(name=f"{name}_flatten"), *dense]
 
 
@@ -190,8 +190,7 @@ def build_conv_classifier(
         activation, kernel_initializer, name="hidden",
     )  # fmt: skip
     return keras.Sequential(
-        [keras.Input(shape=tuple(input_shape)), *layers,
-         keras.layers.Dense(n_classes, activation="softmax", dtype=OUTPUT_DTYPE, name="head")],
+        [keras.Input(shape=tuple(input_shape)), *layers, softmax_head(n_classes)],
         name="classifier",
     )  # fmt: skip
 

@@ -16,6 +16,25 @@ from tiedae.layers import DenseTranspose
 OUTPUT_DTYPE = "float32"
 
 
+def dense_layers(
+    sizes: Sequence[int], activation: str, kernel_initializer: str, name: str
+) -> list[keras.layers.Dense]:
+    """One Dense layer per entry of ``sizes``, named ``{name}_1``, ``{name}_2``, ... (the names
+    checkpoints and transplants find them by)."""
+    return [
+        keras.layers.Dense(
+            units, activation=activation, kernel_initializer=kernel_initializer,
+            name=f"{name}_{depth}",
+        )
+        for depth, units in enumerate(sizes, start=1)
+    ]  # fmt: skip
+
+
+def softmax_head(n_classes: int) -> keras.layers.Dense:
+    """Every classifier's output layer: class probabilities, float32 under any precision."""
+    return keras.layers.Dense(n_classes, activation="softmax", dtype=OUTPUT_DTYPE, name="head")
+
+
 @keras.saving.register_keras_serializable(package="tiedae")
 def rounded_accuracy(y_true, y_pred):
     """The seed's metric: pixels rounded to 0/1 on both sides, then binary accuracy."""
@@ -34,13 +53,7 @@ def build_encoder(
         [
             keras.Input(shape=tuple(input_shape)),
             keras.layers.Flatten(),
-            *[
-                keras.layers.Dense(
-                    units, activation=activation, kernel_initializer=kernel_initializer,
-                    name=f"{name}_dense_{depth}",
-                )
-                for depth, units in enumerate(sizes, start=1)
-            ],
+            *dense_layers(sizes, activation, kernel_initializer, name=f"{name}_dense"),
         ],
         name=name,
     )  # fmt: skip
@@ -172,16 +185,8 @@ def build_classifier(
         [
             keras.Input(shape=tuple(input_shape)),
             keras.layers.Flatten(),
-            *[
-                keras.layers.Dense(
-                    units, activation=activation, kernel_initializer=kernel_initializer,
-                    name=f"hidden_{depth}",
-                )
-                for depth, units in enumerate(hidden_sizes, start=1)
-            ],
-            keras.layers.Dense(
-                n_classes, activation="softmax", dtype=OUTPUT_DTYPE, name="head"
-            ),
+            *dense_layers(hidden_sizes, activation, kernel_initializer, name="hidden"),
+            softmax_head(n_classes),
         ],
         name="classifier",
     )  # fmt: skip

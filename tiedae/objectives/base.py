@@ -21,10 +21,10 @@ from omegaconf import DictConfig
 from tiedae.config import ConfigError
 from tiedae.models import (
     DEFAULT_FAMILY,
-    OUTPUT_DTYPE,
     build_encoder,
     encoder_dense_layers,
     family_name,
+    softmax_head,
 )
 from tiedae.objectives.penalties import PENALTIES
 from tiedae.training import (
@@ -186,9 +186,7 @@ class Objective:
         self.encoder = build_encoder(
             self.input_shape, list(model.sizes), model.activation, model.kernel_initializer
         )
-        self.head = keras.layers.Dense(
-            self.n_classes, activation="softmax", dtype=OUTPUT_DTYPE, name="head"
-        )
+        self.head = softmax_head(self.n_classes)
         return keras.Sequential(
             [keras.Input(shape=self.input_shape), self.encoder, self.head], name="classifier"
         )
