@@ -134,3 +134,26 @@ def test_a_table_of_some_counts_ignores_settings_run_only_at_other_counts(tmp_pa
     assert scratch_rows(tidy) == {"tied[500,200]-greedy-gradual": "scratch[500,200]"}
     write_report(tidy, tmp_path, "t", "python -m tiedae.report --labels 100")
     assert "| method | 100 labels |" in (tmp_path / "table.md").read_text()
+
+
+def test_a_row_has_one_line_style_in_the_accuracy_and_payoff_plots(tmp_path, monkeypatch):
+    """The payoff plot has no scratch line; its other rows keep the accuracy plot's colours."""
+    from matplotlib.axes import Axes
+
+    drawn: dict[str, set[tuple[str, str]]] = {}
+    errorbar = Axes.errorbar
+
+    def record(self, *args, label=None, color=None, linestyle=None, **kwargs):
+        drawn.setdefault(label, set()).add((color, linestyle))
+        return errorbar(self, *args, label=label, color=color, linestyle=linestyle, **kwargs)
+
+    monkeypatch.setattr(Axes, "errorbar", record)
+    frame = pd.DataFrame([
+        job(method, seed, accuracy + 0.01 * seed, **{"objective.name": method})
+        for method, accuracy in [("scratch", 0.70), ("entropy", 0.74), ("ladder", 0.78)]
+        for seed in (1, 2, 3)
+    ])  # fmt: skip
+    write_report(tidy_runs(frame), tmp_path, "t", "python -m tiedae.report")
+    assert set(drawn) == {"scratch", "entropy", "ladder"}
+    assert all(len(styles) == 1 for styles in drawn.values())  # entropy, ladder: both plots
+    assert len({style for styles in drawn.values() for style in styles}) == 3

@@ -26,8 +26,6 @@ import pandas as pd  # noqa: E402
 
 from tiedae import stats  # noqa: E402
 
-METHOD_ORDER = ("scratch",)  # rows starting so come first; the rest follow alphabetically
-
 
 def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
     """Originals above their reconstructions, as the seed's ``show_reconstructions``."""
@@ -225,12 +223,6 @@ def scratch_rows(tidy: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def method_order(methods) -> list[str]:
-    methods = list(dict.fromkeys(methods))
-    first = [m for m in methods if str(m).startswith(METHOD_ORDER)]
-    return sorted(first) + sorted(m for m in methods if m not in first)
-
-
 def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Rows: settings; columns: labeled counts; cells: ``mean ± std (n=k)`` in percent, or
     ``mean (n=1)`` for a single seed."""
@@ -241,7 +233,7 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
         ]
     )
     table = cells.pivot(index="row", columns="n_labels", values="cell")
-    table = table.reindex(method_order(table.index))
+    table = table.reindex(stats.method_order(table.index))
     table.columns = [str(c) for c in table.columns]
     table.index.name = "method"
     return table.fillna("—")
@@ -254,7 +246,7 @@ def comparison_notes(summary: pd.DataFrame, pairs: dict[str, str]) -> str:
     means = summary.set_index(["row", "n_labels"])["mean"]
     lines = ["Each pretrained row against its scratch row (same architecture, initialiser, "
              "activation and classifier schedule; only the pretraining absent):", ""]  # fmt: skip
-    for row in method_order(pairs):
+    for row in stats.method_order(pairs):
         scratch = pairs[row]
         gaps = [
             f"{n} labels {100 * (means[(row, n)] - means[(scratch, n)]):+.1f}"
@@ -294,14 +286,15 @@ def to_latex(table: pd.DataFrame) -> str:
 
 def accuracy_plot(summary: pd.DataFrame, path: Path, title: str) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for index, row in enumerate(method_order(summary["row"])):
+    styles = stats.row_styles(summary["row"])
+    for row, style in styles.items():
         rows = summary[summary["row"] == row].sort_values("n_labels")
         axis.errorbar(
             rows["n_labels"], 100 * rows["mean"], yerr=100 * rows["std"],
-            marker="o", capsize=3, label=row, **stats.line_style(index),
+            marker="o", capsize=3, label=row, **style,
         )  # fmt: skip
     axis.set_xscale("log")
-    axis.set_xlabel("labeled training images")
+    axis.set_xlabel(stats.LABELED_COUNT_AXIS)
     axis.set_ylabel("test accuracy (%)")
     axis.set_title(title)
     axis.grid(True, which="both", alpha=0.3)

@@ -19,7 +19,7 @@ best mean per column is bold.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import matplotlib
@@ -258,29 +258,60 @@ def line_style(index: int) -> dict[str, str]:
     return {"color": f"C{index % 10}", "linestyle": LINE_STYLES[index // 10 % len(LINE_STYLES)]}
 
 
+METHOD_ORDER = ("scratch",)  # rows starting so come first; the rest follow alphabetically
+
+
+def method_order(methods: Iterable[str]) -> list[str]:
+    """The order of a table's rows: scratch rows first, then the rest alphabetically."""
+    methods = list(dict.fromkeys(methods))
+    first = [m for m in methods if str(m).startswith(METHOD_ORDER)]
+    return sorted(first) + sorted(m for m in methods if m not in first)
+
+
+def row_styles(rows: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Each row's line style, in the table's order: given every row of a report, a row looks
+    the same in its accuracy plot and its payoff plot (where scratch itself is no line)."""
+    return {row: line_style(index) for index, row in enumerate(method_order(rows))}
+
+
 def legend_beside(axis) -> None:
     """The legend right of the plot, where it hides no line (save with bbox_inches="tight")."""
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
-def payoff_plot(comparisons: pd.DataFrame, path: Path, title: str) -> Path:
+# Under protocol=budget a share of these labels validates, so they are not all training images.
+LABELED_COUNT_AXIS = "labeled images per run (labels.count)"
+
+
+def payoff_plot(
+    comparisons: pd.DataFrame,
+    path: Path,
+    title: str,
+    styles: Mapping[str, Mapping[str, str]] | None = None,
+) -> Path:
     """Difference from scratch (percentage points) with its 95% interval against labeled count,
-    one line per method; above 0 pretraining (or the method) pays off."""
+    one line per method; above 0 pretraining (or the method) pays off. ``styles``: each row
+    label's line style (``row_styles``), by default assigned in this plot's own order."""
     against = comparisons[comparisons["against"] == "scratch"]
     several = against["protocol"].nunique() > 1
+    lines = {
+        _row_label(protocol, method, several): rows.sort_values("n_labels")
+        for (protocol, method), rows in against.groupby(["protocol", "method"])
+    }
+    own = row_styles(lines)
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for index, ((protocol, method), rows) in enumerate(against.groupby(["protocol", "method"])):
-        rows = rows.sort_values("n_labels")
+    for label in method_order(lines):
+        rows = lines[label]
         mean = 100 * rows["mean_diff"].to_numpy()
         low = mean - 100 * rows["ci_low"].to_numpy()
         high = 100 * rows["ci_high"].to_numpy() - mean
         axis.errorbar(
             rows["n_labels"], mean, yerr=np.nan_to_num([low, high]), marker="o", capsize=3,
-            label=_row_label(protocol, method, several), **line_style(index),
+            label=label, **(styles or own).get(label, own[label]),
         )  # fmt: skip
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set_xscale("log")
-    axis.set_xlabel("labeled training images")
+    axis.set_xlabel(LABELED_COUNT_AXIS)
     axis.set_ylabel("accuracy − scratch (percentage points)")
     axis.set_title(title)
     axis.grid(True, which="both", alpha=0.3)
@@ -301,5 +332,6 @@ def write_statistics(
     cells = marked_cells(tidy, comparisons)
     csv = folder / "significance.csv"
     comparisons.to_csv(csv, index=False)
-    png = payoff_plot(comparisons, folder / "payoff.png", title)
+    styles = row_styles(protocol_rows(tidy)["method"])  # as the report's accuracy plot has them
+    png = payoff_plot(comparisons, folder / "payoff.png", title, styles)
     return {"csv": csv, "png": png, "md": to_markdown(cells), "tex": to_latex(cells)}
