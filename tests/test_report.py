@@ -9,6 +9,7 @@ import pytest
 from tiedae.report import (
     accuracy_table,
     at_labels,
+    at_seeds,
     deduplicate,
     scratch_rows,
     summarize,
@@ -157,3 +158,19 @@ def test_a_row_has_one_line_style_in_the_accuracy_and_payoff_plots(tmp_path, mon
     assert set(drawn) == {"scratch", "entropy", "ladder"}
     assert all(len(styles) == 1 for styles in drawn.values())  # entropy, ladder: both plots
     assert len({style for styles in drawn.values() for style in styles}) == 3
+
+
+def test_a_column_whose_rows_have_different_seeds_says_so_and_which_seeds_they_share(tmp_path):
+    entropy = {"objective.name": "entropy"}
+    frame = pd.DataFrame([
+        *[job("scratch", seed, 0.70, n=n) for n in (100, 500) for seed in (1, 2, 3)],
+        *[job("entropy", seed, 0.74, n=100, **entropy) for seed in (1, 2)],
+        *[job("entropy", seed, 0.80, n=500, **entropy) for seed in (1, 2, 3)],
+    ])  # fmt: skip
+    write_report(tidy_runs(frame), tmp_path, "t", "python -m tiedae.report")
+    table = (tmp_path / "table.md").read_text()
+    assert "**Uneven seeds**" in table
+    assert "- 100 labels: rows have 2 to 3 seeds; seeds 1,2 are in every row" in table
+    assert "500 labels: rows" not in table  # both rows have seeds 1-3 there
+    write_report(tidy_runs(at_seeds(frame, [1, 2])), tmp_path, "t", "python -m tiedae.report")
+    assert "Uneven seeds" not in (tmp_path / "table.md").read_text()

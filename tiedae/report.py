@@ -239,6 +239,29 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table.fillna("—")
 
 
+def uneven_seed_notes(kept: pd.DataFrame) -> str:
+    """Markdown: each labeled count whose rows were not all run with the same seeds (a sweep
+    still running, a failed job). Its means are then over different seeds, so one hard seed
+    lowers only the rows that have it; the statistics pair the seeds two rows share."""
+    lines = []
+    for n, at_count in kept.groupby("n_labels"):
+        seeds = at_count.groupby("row")["seed"].agg(frozenset)
+        if seeds.nunique() < 2:
+            continue
+        shared = ",".join(map(str, sorted(frozenset.intersection(*seeds))))
+        lines.append(
+            f"- {n} labels: rows have {seeds.map(len).min()} to {seeds.map(len).max()} seeds; "
+            + (f"seeds {shared} are in every row (`--seeds {shared}` tables only those)"
+               if shared else "no seed is in every row")
+        )  # fmt: skip
+    if not lines:
+        return ""
+    return (
+        "\n".join(["**Uneven seeds**: these columns' means are over different seeds:", "", *lines])
+        + "\n"
+    )
+
+
 def comparison_notes(summary: pd.DataFrame, pairs: dict[str, str]) -> str:
     """Markdown: each pretrained row, its scratch row, and the difference at each count."""
     if not pairs:
@@ -356,9 +379,9 @@ def write_report(
     pairs = scratch_rows(tidy)
     summary["compares_to"] = summary["row"].map(pairs).fillna("")
     table = accuracy_table(summary)
-    notes = comparison_notes(summary, pairs)
+    notes = [uneven_seed_notes(deduplicate(tidy)[0]), comparison_notes(summary, pairs)]
     body = marked["md"] if len(table) else to_markdown(table)
-    markdown = body + (f"\n{notes}" if notes else "")
+    markdown = body + "".join(f"\n{note}" for note in notes if note)
     paths = {
         "md": folder / "table.md", "tex": folder / "table.tex", "csv": folder / "table.csv",
         "runs": folder / "runs.csv", "png": folder / "accuracy.png", "readme": folder / "README.md",
