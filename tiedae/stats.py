@@ -291,14 +291,14 @@ def payoff_plot(
 ) -> Path:
     """Difference from scratch (percentage points) with its 95% interval against labeled count,
     one line per method; above 0 pretraining (or the method) pays off. ``styles``: each row
-    label's line style (``row_styles``), by default assigned in this plot's own order."""
+    label's line style (``row_styles``); a label it lacks gets one in this plot's own order."""
     against = comparisons[comparisons["against"] == "scratch"]
     several = against["protocol"].nunique() > 1
     lines = {
         _row_label(protocol, method, several): rows.sort_values("n_labels")
         for (protocol, method), rows in against.groupby(["protocol", "method"])
     }
-    own = row_styles(lines)
+    styles = {**row_styles(lines), **(styles or {})}
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for label in method_order(lines):
         rows = lines[label]
@@ -307,7 +307,7 @@ def payoff_plot(
         high = 100 * rows["ci_high"].to_numpy() - mean
         axis.errorbar(
             rows["n_labels"], mean, yerr=np.nan_to_num([low, high]), marker="o", capsize=3,
-            label=label, **(styles or own).get(label, own[label]),
+            label=label, **styles[label],
         )  # fmt: skip
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set_xscale("log")
