@@ -172,5 +172,9 @@ def test_a_column_whose_rows_have_different_seeds_says_so_and_which_seeds_they_s
     assert "**Uneven seeds**" in table
     assert "- 100 labels: rows have 2 to 3 seeds; seeds 1,2 are in every row" in table
     assert "500 labels: rows" not in table  # both rows have seeds 1-3 there
+    latex = (tmp_path / "table.tex").read_text()
+    assert latex.index(r"\end{tabular}") < latex.index("Uneven seeds")
+    assert r"seeds 1,2 are in every row (\texttt{-{}-seeds 1,2} tables only those)" in latex
     write_report(tidy_runs(at_seeds(frame, [1, 2])), tmp_path, "t", "python -m tiedae.report")
     assert "Uneven seeds" not in (tmp_path / "table.md").read_text()
+    assert "Uneven seeds" not in (tmp_path / "table.tex").read_text()

@@ -239,27 +239,40 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table.fillna("—")
 
 
-def uneven_seed_notes(kept: pd.DataFrame) -> str:
-    """Markdown: each labeled count whose rows were not all run with the same seeds (a sweep
-    still running, a failed job). Its means are then over different seeds, so one hard seed
-    lowers only the rows that have it; the statistics pair the seeds two rows share."""
-    lines = []
+def uneven_seeds(kept: pd.DataFrame) -> list[tuple[int, int, int, str]]:
+    """Each labeled count whose rows were not all run with the same seeds (a sweep still
+    running, a failed job): (count, fewest seeds, most seeds, the seeds every row has, e.g.
+    "1,2"). Its means are then over different seeds, so one hard seed lowers only the rows that
+    have it; the statistics pair the seeds two rows share."""
+    found = []
     for n, at_count in kept.groupby("n_labels"):
         seeds = at_count.groupby("row")["seed"].agg(frozenset)
-        if seeds.nunique() < 2:
-            continue
-        shared = ",".join(map(str, sorted(frozenset.intersection(*seeds))))
-        lines.append(
-            f"- {n} labels: rows have {seeds.map(len).min()} to {seeds.map(len).max()} seeds; "
-            + (f"seeds {shared} are in every row (`--seeds {shared}` tables only those)"
-               if shared else "no seed is in every row")
-        )  # fmt: skip
+        if seeds.nunique() > 1:
+            shared = ",".join(map(str, sorted(frozenset.intersection(*seeds))))
+            found.append((int(n), seeds.map(len).min(), seeds.map(len).max(), shared))
+    return found
+
+
+def uneven_seed_notes(kept: pd.DataFrame, latex: bool = False) -> str:
+    """The columns ``uneven_seeds`` finds: a Markdown list, or a small LaTeX paragraph to
+    follow the tabular."""
+
+    def code(text: str) -> str:
+        return rf"\texttt{{{text.replace('--', '-{}-')}}}" if latex else f"`{text}`"
+
+    lines = [
+        f"{n} labels: rows have {fewest} to {most} seeds; "
+        + (f"seeds {shared} are in every row ({code(f'--seeds {shared}')} tables only those)"
+           if shared else "no seed is in every row")
+        for n, fewest, most, shared in uneven_seeds(kept)
+    ]  # fmt: skip
     if not lines:
         return ""
-    return (
-        "\n".join(["**Uneven seeds**: these columns' means are over different seeds:", "", *lines])
-        + "\n"
-    )
+    heading = "Uneven seeds: these columns' means are over different seeds:"
+    if latex:
+        return rf"\par\smallskip\noindent{{\footnotesize {heading} {'; '.join(lines)}.}}" + "\n"
+    heading = heading.replace("Uneven seeds", "**Uneven seeds**")
+    return "\n".join([heading, "", *[f"- {line}" for line in lines]]) + "\n"
 
 
 def comparison_notes(summary: pd.DataFrame, pairs: dict[str, str]) -> str:
@@ -379,16 +392,18 @@ def write_report(
     pairs = scratch_rows(tidy)
     summary["compares_to"] = summary["row"].map(pairs).fillna("")
     table = accuracy_table(summary)
-    notes = [uneven_seed_notes(deduplicate(tidy)[0]), comparison_notes(summary, pairs)]
+    kept = kept.assign(row=tidy["row"])
+    notes = [uneven_seed_notes(kept), comparison_notes(summary, pairs)]
     body = marked["md"] if len(table) else to_markdown(table)
     markdown = body + "".join(f"\n{note}" for note in notes if note)
+    latex = (marked["tex"] if len(table) else to_latex(table)) + uneven_seed_notes(kept, latex=True)
     paths = {
         "md": folder / "table.md", "tex": folder / "table.tex", "csv": folder / "table.csv",
         "runs": folder / "runs.csv", "png": folder / "accuracy.png", "readme": folder / "README.md",
         "significance": marked["csv"], "payoff": marked["png"],
     }  # fmt: skip
     paths["md"].write_text(markdown)
-    paths["tex"].write_text(marked["tex"] if len(table) else to_latex(table))
+    paths["tex"].write_text(latex)
     summary.to_csv(paths["csv"], index=False)
     runs = tidy.assign(kept=tidy.index.isin(kept.index)).drop(columns=["method", "setting"])
     runs.sort_values(["row", "n_labels", "seed", "start"]).to_csv(paths["runs"], index=False)
