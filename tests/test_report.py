@@ -137,8 +137,9 @@ def test_a_table_of_some_counts_ignores_settings_run_only_at_other_counts(tmp_pa
     assert "| method | 100 labels |" in (tmp_path / "table.md").read_text()
 
 
-def test_a_row_has_one_line_style_in_the_accuracy_and_payoff_plots(tmp_path, monkeypatch):
-    """The payoff plot has no scratch line; its other rows keep the accuracy plot's colours."""
+@pytest.fixture
+def drawn_lines(monkeypatch) -> dict[str, set[tuple[str, str]]]:
+    """Each plotted line's label and its (colour, dash), over every plot drawn in the test."""
     from matplotlib.axes import Axes
 
     drawn: dict[str, set[tuple[str, str]]] = {}
@@ -149,15 +150,35 @@ def test_a_row_has_one_line_style_in_the_accuracy_and_payoff_plots(tmp_path, mon
         return errorbar(self, *args, label=label, color=color, linestyle=linestyle, **kwargs)
 
     monkeypatch.setattr(Axes, "errorbar", record)
+    return drawn
+
+
+def test_a_row_has_one_line_style_in_the_accuracy_and_payoff_plots(tmp_path, drawn_lines):
+    """The payoff plot has no scratch line; its other rows keep the accuracy plot's colours."""
     frame = pd.DataFrame([
         job(method, seed, accuracy + 0.01 * seed, **{"objective.name": method})
         for method, accuracy in [("scratch", 0.70), ("entropy", 0.74), ("ladder", 0.78)]
         for seed in (1, 2, 3)
     ])  # fmt: skip
     write_report(tidy_runs(frame), tmp_path, "t", "python -m tiedae.report")
-    assert set(drawn) == {"scratch", "entropy", "ladder"}
-    assert all(len(styles) == 1 for styles in drawn.values())  # entropy, ladder: both plots
-    assert len({style for styles in drawn.values() for style in styles}) == 3
+    assert set(drawn_lines) == {"scratch", "entropy", "ladder"}
+    assert all(len(styles) == 1 for styles in drawn_lines.values())  # entropy, ladder: both plots
+    assert len({style for styles in drawn_lines.values() for style in styles}) == 3
+
+
+def test_a_methods_budget_and_oracle_lines_share_a_colour_and_differ_in_dash(tmp_path, drawn_lines):
+    frame = pd.DataFrame([
+        {**job(method, seed, accuracy + 0.01 * seed, **{"objective.name": method}),
+         "tags.protocol": protocol, "run_id": f"{method}-{seed}-{protocol}"}
+        for method, accuracy in [("scratch", 0.70), ("entropy", 0.74)]
+        for protocol in ("budget", "oracle")
+        for seed in (1, 2, 3)
+    ])  # fmt: skip
+    write_report(tidy_runs(frame), tmp_path, "t", "python -m tiedae.report")
+    assert drawn_lines["scratch [budget]"] == {("C0", "-")}  # only the accuracy plot has scratch
+    assert drawn_lines["scratch [oracle]"] == {("C0", "--")}
+    assert drawn_lines["entropy [budget]"] == {("C1", "-")}  # the same in both plots
+    assert drawn_lines["entropy [oracle]"] == {("C1", "--")}
 
 
 def test_a_column_whose_rows_have_different_seeds_says_so_and_which_seeds_they_share(tmp_path):

@@ -19,6 +19,7 @@ best mean per column is bold.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -144,6 +145,12 @@ def _row_label(protocol: str, method: str, several: bool) -> str:
     return f"{method} [{protocol}]" if several and protocol else method
 
 
+def _split_row_label(label: str) -> tuple[str, str] | None:
+    """(method, protocol) of a ``_row_label`` naming its protocol; None for a bare method."""
+    found = re.fullmatch(r"(.+) \[([^\[\]]+)\]", str(label))
+    return (found[1], found[2]) if found else None
+
+
 def protocol_rows(tidy: pd.DataFrame) -> pd.DataFrame:
     """``tidy`` with methods named ``method [protocol]`` when it mixes protocols (for tables and
     plots that group by method alone); unchanged otherwise."""
@@ -252,10 +259,12 @@ def to_latex(cells: pd.DataFrame) -> str:
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
-def line_style(index: int) -> dict[str, str]:
+def line_style(index: int, dash: int = 0) -> dict[str, str]:
     """The ``index``-th line's colour and dash: the 10 colours of the default cycle, then the
-    same colours dashed, so that up to 40 lines of one plot never look alike."""
-    return {"color": f"C{index % 10}", "linestyle": LINE_STYLES[index // 10 % len(LINE_STYLES)]}
+    same colours dashed, so that up to 40 lines of one plot never look alike; ``dash`` moves
+    the dash along (a second protocol's line beside the first's)."""
+    dashes = LINE_STYLES[(index // 10 + dash) % len(LINE_STYLES)]
+    return {"color": f"C{index % 10}", "linestyle": dashes}
 
 
 METHOD_ORDER = ("scratch",)  # rows starting so come first; the rest follow alphabetically
@@ -270,8 +279,19 @@ def method_order(methods: Iterable[str]) -> list[str]:
 
 def row_styles(rows: Iterable[str]) -> dict[str, dict[str, str]]:
     """Each row's line style, in the table's order: given every row of a report, a row looks
-    the same in its accuracy plot and its payoff plot (where scratch itself is no line)."""
-    return {row: line_style(index) for index, row in enumerate(method_order(rows))}
+    the same in its accuracy plot and its payoff plot (where scratch itself is no line). Rows
+    of several protocols (``method [protocol]``) keep their method's colour, one dash per
+    protocol, so that a method's budget and oracle lines read as a pair."""
+    ordered = method_order(rows)
+    split = [_split_row_label(row) for row in ordered]
+    if not all(split):
+        return {row: line_style(index) for index, row in enumerate(ordered)}
+    methods = list(dict.fromkeys(method for method, _ in split))
+    protocols = sorted({protocol for _, protocol in split})
+    return {
+        row: line_style(methods.index(method), dash=protocols.index(protocol))
+        for row, (method, protocol) in zip(ordered, split, strict=True)
+    }
 
 
 def legend_beside(axis) -> None:
