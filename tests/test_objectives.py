@@ -306,14 +306,17 @@ def test_an_objective_can_start_from_pretrained_encoder_layers(objective, digits
 
 
 def test_without_early_stopping_an_objective_keeps_no_patience(digits, monkeypatch):
-    """The budget protocol's fixed-epoch fallback (too few labels to validate) is not
-    overridden by the objective's own patience; its own epochs still count."""
+    """A fixed epoch budget (protocol=fixed, or budget with too few labels to validate) is not
+    overridden by the objective's own patience, keeps the last epoch rather than a best one
+    judged on the training labels; the objective's own epochs still count."""
     import tiedae.objectives as objectives
 
     seen = []
-    monkeypatch.setattr(
-        objectives, "fit_objective", lambda *args, settings, **kwargs: seen.append(settings)
-    )
+
+    def fit_objective(*args, settings, keep_best, **kwargs):
+        seen.append((settings.epochs, settings.patience, keep_best))
+
+    monkeypatch.setattr(objectives, "fit_objective", fit_objective)
     cfg = config("joint_tied", "objective.epochs=4", "objective.patience=1")
     settings = FitSettings(epochs=30, seed=0, patience=None, verbose=0)
     labeled = stratified_subset(digits.y_train, 50, 0)
@@ -321,4 +324,4 @@ def test_without_early_stopping_an_objective_keeps_no_patience(digits, monkeypat
         train_with_objective(
             cfg, digits, labeled, digits.x_train, settings, early_stopping=early_stopping
         )
-    assert [(s.epochs, s.patience) for s in seen] == [(4, 1), (4, None)]
+    assert seen == [(4, 1, True), (4, None, False)]

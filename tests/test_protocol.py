@@ -23,6 +23,7 @@ from tiedae.data import (
 BUDGET = OmegaConf.create(
     {"name": "budget", "valid_fraction": 0.2, "fixed_epochs": 3, "pretrain_holdout": 0.05}
 )
+FIXED = OmegaConf.create({"name": "fixed", "fixed_epochs": 4, "pretrain_holdout": 0.05})
 FAST = ["data=digits", "runtime.verbose=0", "++pretrain.epochs=1", "++classifier.epochs=3",
         "++classifier.patience=2", "probes.counts=[50]"]  # fmt: skip
 
@@ -69,6 +70,16 @@ def test_too_few_labels_to_split_fall_back_to_a_fixed_epoch_budget(digits):
     np.testing.assert_array_equal(view.labeled, labeled)
     with pytest.raises(ValueError, match="labeled example"):
         budget_split(digits.y_train[labeled], 0.2, seed=1)
+
+
+def test_fixed_trains_on_every_label_for_a_fixed_number_of_epochs_and_reads_no_validation(digits):
+    poisoned = replace(digits, x_valid=Untouchable(), y_valid=Untouchable())
+    labeled = stratified_subset(digits.y_train, 100, seed=3)  # enough to split under budget
+    view = labeled_view(poisoned, labeled, FIXED, seed=3)
+    assert (view.validation, view.fixed_epochs, view.valid_indices) == ("fixed_epochs", 4, None)
+    np.testing.assert_array_equal(view.labeled, labeled)
+    assert labeled_view(digits, labeled, BUDGET, seed=3).validation == "budget"
+    assert len(pretraining_view(poisoned, FIXED).x_valid) == round(0.05 * len(digits.x_train))
 
 
 def test_pretraining_under_budget_holds_out_training_images_not_the_validation_split(digits):
@@ -170,6 +181,37 @@ def check_probes(client: MlflowClient, name: str, counts: tuple[int, ...]) -> No
     assert "codes_pca.png" in artifacts
 
 
+@pytest.mark.slow
+def test_fixed_runs_every_epoch_keeps_the_last_and_never_reads_the_validation_split(
+    monkeypatch, shared_store
+):
+    """A network and an objective row under protocol=fixed: the dataset's validation split is
+    poisoned, each runs its whole budget (protocol.fixed_epochs; the objective its own
+    epochs) with no best epoch chosen, and the runs say which protocol they ran."""
+    poison(monkeypatch)
+    client = MlflowClient(shared_store[0].split("=", 1)[1])
+    rows = [
+        (["method=scratch", "protocol.fixed_epochs=3"], 3),
+        (["method=joint_tied", "model.sizes=[32,16]", "objective.epochs=2",
+          "objective.labeled_batch_size=32", "objective.unlabeled_batch_size=64"], 2),
+    ]  # fmt: skip
+    for overrides, epochs in rows:
+        cfg = make_config(*FAST, *shared_store, "protocol=fixed", "labels.count=100", *overrides)
+        pipeline.run_experiment(cfg)
+        [job] = client.search_runs(
+            [client.get_experiment_by_name("tiedae").experiment_id],
+            f"tags.`tiedae.role` = 'job' and tags.method = '{pipeline.C.method_name(cfg)}'"
+            " and tags.protocol = 'fixed'",
+        )
+        assert job.info.status == "FINISHED"
+        assert job.data.tags["protocol.validation"] == "fixed_epochs"
+        assert job.data.params["labels.n_valid"] == "0"
+        metrics = finite_metrics(client, job.info.run_id)
+        assert "clf/best_epoch" not in metrics and "clf/val_accuracy_at_best" not in metrics
+        losses = client.get_metric_history(job.info.run_id, "clf/loss")
+        assert sorted(m.step for m in losses) == list(range(epochs))
+
+
 def test_oracle_reads_the_validation_split_so_the_poison_above_bites(monkeypatch, shared_store):
     poison(monkeypatch)
     cfg = make_config(*FAST, *shared_store, "method=logreg_pixels", "labels.count=60")
@@ -183,8 +225,13 @@ def test_protocol_is_validated_and_part_of_the_keys_that_it_changes():
 
     with pytest.raises(ConfigError, match=r"protocol.valid_fraction=1.5 must be a number in \(0"):
         validate(make_config("protocol=budget", "protocol.valid_fraction=1.5"))
-    with pytest.raises(ConfigError, match="protocol='nope' is unknown; allowed: oracle, budget"):
+    with pytest.raises(ConfigError, match="protocol='nope' is unknown; allowed: oracle, budget, f"):
         validate(make_config("protocol.name=nope"))
+    with pytest.raises(ConfigError, match=r"protocol.pretrain_holdout=0 must be a number in \(0"):
+        validate(make_config("protocol=fixed", "protocol.pretrain_holdout=0"))
+    with pytest.raises(ConfigError, match="protocol.fixed_epochs"):
+        validate(make_config("protocol=fixed", "protocol.fixed_epochs=0"))
+    validate(make_config("protocol=fixed"))
     oracle, budget = make_config(), make_config("protocol=budget")
     wider = make_config("protocol=budget", "protocol.valid_fraction=0.3")
     key = lambda settings, cfg: settings_key(settings(cfg))  # noqa: E731

@@ -35,7 +35,7 @@ MODEL_URI_SCHEMES = ("runs:/", "models:/")
 CLASSIFIER_KINDS = ("keras", "sklearn")
 SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
 SKLEARN_FEATURES = ("pixels", "pca", "codes")  # codes: a pretrained encoder's (its own cache)
-PROTOCOLS = ("oracle", "budget")
+PROTOCOLS = ("oracle", "budget", "fixed")
 PRECISIONS = ("float32", "mixed_bfloat16")  # runtime.precision: Keras dtype policies
 DEFAULT_SIZES = (100, 30)  # the seed's encoder; other widths show in the method's name
 CONV_DEFAULT_SHAPE = (32, 64, 128, "|", 128)  # conf/model/conv_tied.yaml's filters | sizes
@@ -160,9 +160,10 @@ def _validate_labels(problems: list[str], labels: DictConfig) -> None:
 def _validate_protocol(problems: list[str], protocol: DictConfig | None) -> None:
     name = protocol.get("name") if protocol is not None else None
     _one_of(problems, "protocol", name, PROTOCOLS)
-    if name != "budget":
+    if name not in ("budget", "fixed"):
         return
-    for key in ("valid_fraction", "pretrain_holdout"):
+    shares = ("valid_fraction", "pretrain_holdout") if name == "budget" else ("pretrain_holdout",)
+    for key in shares:
         value = protocol.get(key)
         if not _is_number(value) or not 0 < value < 1:
             problems.append(f"protocol.{key}={value!r} must be a number in (0, 1)")

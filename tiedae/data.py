@@ -701,11 +701,12 @@ def labeled_view(splits: Splits, labeled: np.ndarray, protocol_cfg, seed: int) -
     budget: a stratified ``protocol.valid_fraction`` of the labeled indices is the validation
     set; the dataset's validation split is replaced, so nothing downstream can read it. With
     fewer than 2 labels in some class, every label trains for ``protocol.fixed_epochs``.
+    fixed: every label trains for ``protocol.fixed_epochs``, whatever N (nothing validates).
     """
     if protocol_cfg.name == "oracle":
         return LabeledView(splits, labeled, "oracle")
     y = splits.y_train[labeled]
-    if not can_split(y):
+    if protocol_cfg.name == "fixed" or not can_split(y):
         fixed = _with_validation(splits, splits.x_train[labeled], y)
         return LabeledView(fixed, labeled, "fixed_epochs", int(protocol_cfg.fixed_epochs))
     train, valid = budget_split(y, protocol_cfg.valid_fraction, seed)

@@ -61,7 +61,8 @@ def train_with_objective(
     """The classifier stage under ``cfg.objective``: the labeled indices of ``splits`` and
     the ``unlabeled`` images, validated on ``splits``' validation set; optimizer, learning
     rate are the classifier's, epochs and patience the objective's when set. Without
-    ``early_stopping`` (too few labels to validate) every epoch runs, whatever the patience."""
+    ``early_stopping`` (a fixed epoch budget: nothing to validate on) every epoch runs,
+    whatever the patience, and the last epoch's weights are kept."""
     section = cfg.objective
     patience = section.get("patience") or settings.patience
     settings = replace(
@@ -80,5 +81,6 @@ def train_with_objective(
         optimizer=make_optimizer(cfg.classifier.optimizer, cfg.classifier.learning_rate),
         settings=settings,
         on_epoch_end=on_epoch_end,
+        keep_best=early_stopping,
     )
     return objective.classifier, history, objective

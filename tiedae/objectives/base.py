@@ -327,11 +327,13 @@ def fit_objective(
     optimizer: keras.optimizers.Optimizer,
     settings: FitSettings,
     on_epoch_end: EpochCallback | None = None,
+    keep_best: bool = True,
 ) -> History:
     """Train ``objective`` for ``settings.epochs`` epochs of its steps in the shared loop
     (``run_epochs``); per-epoch logs hold the mean of each named loss, ``val_loss`` and
-    ``val_accuracy``. The best weights on ``objective.monitor`` are kept; with
-    ``settings.patience`` it stops when the monitor has not improved for that many epochs.
+    ``val_accuracy``. With ``keep_best`` the best weights on ``objective.monitor`` are kept
+    (else the last epoch's: nothing to choose on); with ``settings.patience`` it stops when
+    the monitor has not improved for that many epochs.
     ``settings.checkpoint`` saves and resumes it; ``settings.jit`` applies ("auto": XLA from
     ``JIT_AUTO_MIN_STEPS`` steps)."""
     section = objective.section
@@ -377,7 +379,7 @@ def fit_objective(
     monitor = Monitor(section.monitor, higher_is_better=section.monitor == "val_accuracy")
     epochs = Epochs(n_steps, shuffle, train, lambda: validate(x_valid, y_valid))
     return run_epochs(
-        trainee, epochs, settings, monitor=monitor, keep_best=True, on_epoch_end=on_epoch_end
+        trainee, epochs, settings, monitor=monitor, keep_best=keep_best, on_epoch_end=on_epoch_end
     )
 
 
