@@ -113,6 +113,39 @@ def test_protocols_compare_within_themselves_and_the_report_writes_everything(tm
     assert len(csv) == len(comparisons)
 
 
+def test_a_method_under_two_protocols_is_compared_with_itself_paired_by_seed(tmp_path):
+    budget = tidy_frame().assign(protocol="budget")
+    fixed = tidy_frame().assign(protocol="fixed")
+    gain = fixed["method"] == "gain"  # 3 points more under fixed, ± 1 point over the seeds
+    fixed.loc[gain, "accuracy"] += 0.03 + fixed.loc[gain, "seed"].map(lambda s: SYMMETRIC[s - 1])
+    fixed = fixed[fixed["method"] != "loss"]  # run under budget only: nothing to pair
+    tidy = pd.concat([budget, fixed], ignore_index=True)
+    table = stats.compare_protocols(tidy)
+    assert set(table["method"]) == {"scratch", "gain", "same", "logreg-pixels"}
+    assert set(table["protocol"]) == {"fixed"} and set(table["against_protocol"]) == {"budget"}
+
+    def gain_at_100(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[(frame["method"] == "gain") & (frame["n_labels"] == 100)]
+
+    row = gain_at_100(table).iloc[0]
+    expected = sps.ttest_rel(gain_at_100(fixed)["accuracy"], gain_at_100(budget)["accuracy"]).pvalue
+    assert row["mean_diff"] == pytest.approx(0.03) and row["n_pairs"] == 5
+    assert row["t_p"] == pytest.approx(expected)
+    assert row["holm_p"] == pytest.approx(min(1.0, 2 * expected))  # two tests: gain at 100, 500
+    assert table.loc[table["method"] != "gain", "mean_diff"].abs().max() < 1e-12
+    oracle_and_fixed = pd.concat([fixed, tidy_frame().assign(protocol="oracle")])
+    assert set(stats.compare_protocols(oracle_and_fixed)["against_protocol"]) == {"oracle"}
+    assert stats.compare_protocols(budget).empty
+    paths = write_report(as_report_runs(tidy), tmp_path, "demo", "test")
+    assert tmp_path / "protocols.csv" in paths
+    assert len(pd.read_csv(tmp_path / "protocols.csv")) == len(table)
+    markdown = (tmp_path / "table.md").read_text()
+    assert "**Protocol against protocol**" in markdown
+    assert "| gain | 100 | fixed − budget: +3.0 |" in markdown
+    write_report(as_report_runs(budget), tmp_path / "one", "demo", "test")
+    assert not (tmp_path / "one" / "protocols.csv").exists()
+
+
 def test_a_semi_supervised_objective_row_is_under_test_not_a_baseline():
     tidy = tidy_frame().assign(objective="none")
     ladder = tidy[tidy["method"] == "gain"].assign(method="ladder", pretrained=False,

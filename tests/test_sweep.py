@@ -110,6 +110,16 @@ def test_smoke_sweep_trains_each_autoencoder_once_then_tables_and_resumes(store,
     assert table_seed_2.count("(n=1)") == 4 * 2 and "(n=2)" not in table_seed_2
     with pytest.raises(SystemExit, match="2"):  # argparse: "'1,x': give seeds, e.g. 1,2,3"
         report_main(["--seeds", "1,x", *SMOKE, *store])
+    # two sweeps in one table: scratch again, under protocol=fixed, as sweep smoke_fixed
+    run_cli(*SMOKE, "method=scratch", "labels.count=50", "protocol=fixed",
+            "sweep.name=smoke_fixed", *store)  # fmt: skip
+    both = ["--sweep", "smoke,smoke_fixed", "--labels", "50", "--out", str(tmp_path / "both")]
+    assert report_main([*both, *SMOKE, *store]) == 0
+    table_both = (tmp_path / "both" / "table.md").read_text()
+    assert "| scratch [fixed] |" in table_both and "| scratch [oracle] |" in table_both
+    assert "| scratch | 50 | fixed − oracle:" in table_both  # paired over seeds 1 and 2
+    assert "smoke_fixed" in (tmp_path / "both" / "README.md").read_text()  # its sweep command
+    assert report_main(["--sweep", "smoke,nope", *SMOKE, *store]) == 2
 
     again = run_cli(*SMOKE, *store)
     assert final_progress(again.stdout)["skipped"] == N_JOBS  # every job skipped as FINISHED

@@ -379,8 +379,9 @@ def write_report(
     tidy: pd.DataFrame, folder: Path, sweep: str, command: str,
     sweep_commands: list[str] | None = None,
 ) -> list[Path]:  # fmt: skip
-    """Write table.{md,tex,csv}, runs.csv, accuracy.png, significance.csv, payoff.png and
-    README.md into ``folder``; the Markdown and LaTeX tables carry tiedae.stats's marks."""
+    """Write table.{md,tex,csv}, runs.csv, accuracy.png, significance.csv, payoff.png,
+    README.md and, when methods ran under several protocols, protocols.csv into ``folder``;
+    the Markdown and LaTeX tables carry tiedae.stats's marks."""
     folder.mkdir(parents=True, exist_ok=True)
     kept, _ = deduplicate(tidy)  # statistics pair one run per (setting, labeled count, seed)
     marked = stats.write_statistics(
@@ -392,8 +393,11 @@ def write_report(
     pairs = scratch_rows(tidy)
     summary["compares_to"] = summary["row"].map(pairs).fillna("")
     table = accuracy_table(summary)
+    protocols = stats.compare_protocols(kept.assign(method=kept["row"]))
     kept = kept.assign(row=tidy["row"])
-    notes = [uneven_seed_notes(kept), comparison_notes(summary, pairs)]
+    notes = [
+        uneven_seed_notes(kept), stats.protocol_notes(protocols), comparison_notes(summary, pairs)
+    ]  # fmt: skip
     body = marked["md"] if len(table) else to_markdown(table)
     markdown = body + "".join(f"\n{note}" for note in notes if note)
     latex = (marked["tex"] if len(table) else to_latex(table)) + uneven_seed_notes(kept, latex=True)
@@ -402,6 +406,9 @@ def write_report(
         "runs": folder / "runs.csv", "png": folder / "accuracy.png", "readme": folder / "README.md",
         "significance": marked["csv"], "payoff": marked["png"],
     }  # fmt: skip
+    if len(protocols):
+        paths["protocols"] = folder / "protocols.csv"
+        protocols.to_csv(paths["protocols"], index=False)
     paths["md"].write_text(markdown)
     paths["tex"].write_text(latex)
     summary.to_csv(paths["csv"], index=False)
@@ -429,8 +436,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="tiedae-table", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sweep", help="sweep name (default: sweep.name of the overrides, else the latest)"
-    )
+        "--sweep", metavar="NAME[,NAME...]",
+        help="sweep name (default: sweep.name of the overrides, else the latest); several, "
+             "comma-separated, table their runs together (e.g. one protocol each)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="folder (default: experiments/<sweep>)")
     parser.add_argument(
         "--labels", type=_numbers("labeled counts, e.g. 500 or 100,500"), metavar="N[,N...]",
@@ -458,11 +467,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sweeps = tracker.sweep_names()
     sweep = args.sweep or cfg.sweep.get("name") or (sweeps[0] if sweeps else None)
-    if sweep is None or sweep not in sweeps:
+    names = [name.strip() for name in (sweep or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in sweeps]
+    if unknown or not names:
         known = ", ".join(dict.fromkeys(sweeps)) or "none yet; run make sweep"
-        print(f"tiedae-table: error: no sweep named {sweep!r}; known: {known}", file=sys.stderr)
+        missing = ", ".join(map(repr, unknown)) or "given"
+        print(f"tiedae-table: error: no sweep named {missing}; known: {known}", file=sys.stderr)
         return 2
-    runs = tracker.jobs_frame(sweep)
+    sweep = ",".join(names)
+    runs = pd.concat([tracker.jobs_frame(name) for name in names], ignore_index=True)
     runs = at_labels(runs, args.labels) if args.labels else runs
     tidy = tidy_runs(at_seeds(runs, args.seeds) if args.seeds else runs)
     if tidy.empty:
@@ -471,17 +484,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tiedae-table: error: sweep {sweep!r} has no FINISHED runs{counts} yet",
               file=sys.stderr)  # fmt: skip
         return 2
-    folder = args.out or PROJECT_ROOT / "experiments" / sweep
+    folder = args.out or PROJECT_ROOT / "experiments" / "+".join(names)
     command = " ".join(["python -m tiedae.report", *(argv if argv is not None else sys.argv[1:])])
-    parent = tracker.sweep_parent(sweep, create=False)
-    commands = tracker.run_tags(parent).get(SWEEP_COMMANDS, "").splitlines() if parent else []
+    parents = [p for p in (tracker.sweep_parent(name, create=False) for name in names) if p]
+    commands = [
+        line for p in parents for line in tracker.run_tags(p).get(SWEEP_COMMANDS, "").splitlines()
+    ]  # fmt: skip
     paths = write_report(tidy, folder, sweep, command, commands)
-    if parent:
+    if parents:
         from tiedae.tracking import RunLog
 
-        report_log = RunLog(tracker.client, parent)
-        for path in paths:
-            report_log.log_artifact(path, "report")
+        for parent in parents:
+            report_log = RunLog(tracker.client, parent)
+            for path in paths:
+                report_log.log_artifact(path, "report")
     n_kept = len(deduplicate(tidy)[0])
     print(f"sweep {sweep}: {n_kept} runs; test accuracy (%), mean ± std over seeds\n")
     print((folder / "table.md").read_text())

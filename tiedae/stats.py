@@ -141,6 +141,72 @@ def compare(
     return table[COMPARISON_COLUMNS]
 
 
+PROTOCOL_COLUMNS = [
+    "method", "n_labels", "protocol", "against_protocol", "n_pairs", "mean_diff", "ci_low",
+    "ci_high", "t_p", "wilcoxon_p", "holm_p", "significant",
+]  # fmt: skip
+REFERENCE_PROTOCOLS = ("budget", "oracle")  # the first present is the one compared against
+
+
+def compare_protocols(tidy: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Each method run under several protocols at one labeled count: every other protocol
+    against the reference one (``budget`` where present, else ``oracle``, else the first
+    alphabetically),
+    paired by seed (the same labeled images), Holm across these comparisons only. Empty when
+    no method has two protocols."""
+    tidy = _with_protocol(tidy)
+    rows = []
+    for (method, n_labels), cell in tidy.groupby(["method", "n_labels"]):
+        by_seed = cell.pivot_table(index="seed", columns="protocol", values="accuracy")
+        if by_seed.shape[1] < 2:
+            continue
+        protocols = sorted(by_seed.columns)
+        against = next((p for p in REFERENCE_PROTOCOLS if p in protocols), protocols[0])
+        for protocol in (p for p in protocols if p != against):
+            pairs = by_seed[[protocol, against]].dropna()
+            test = paired_test(pairs[protocol] - pairs[against])
+            rows.append({"method": method, "n_labels": n_labels, "protocol": protocol,
+                         "against_protocol": against, **test})  # fmt: skip
+    table = pd.DataFrame(rows, columns=PROTOCOL_COLUMNS[:-2])
+    table["holm_p"] = holm(table["t_p"]) if len(table) else []
+    table["significant"] = table["holm_p"] < alpha
+    order = method_order(table["method"])
+    table["order"] = table["method"].map(order.index)
+    return (
+        table.sort_values(["order", "n_labels", "protocol"])
+        .drop(columns="order")[PROTOCOL_COLUMNS]
+        .reset_index(drop=True)
+    )
+
+
+def protocol_notes(comparisons: pd.DataFrame) -> str:
+    """Markdown: ``compare_protocols``' table, differences in percentage points."""
+    if comparisons.empty:
+        return ""
+
+    def points(value: float) -> str:
+        return "—" if np.isnan(value) else f"{100 * value:+.1f}"
+
+    def p_value(value: float) -> str:
+        return "—" if np.isnan(value) else f"{value:.3f}"
+
+    lines = [
+        "**Protocol against protocol** (the same method, labeled count and seeds; paired "
+        "t-test, Holm across these rows only; `protocols.csv`):",
+        "",
+        "| method | labels | difference (points) | 95% CI | n | p | Holm p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in comparisons.itertuples():
+        lines.append(
+            f"| {row.method} | {row.n_labels} | {row.protocol} − {row.against_protocol}: "
+            f"{points(row.mean_diff)} | "
+            f"{points(row.ci_low)} to {points(row.ci_high)} | {row.n_pairs} | "
+            f"{p_value(row.t_p)} | {p_value(row.holm_p)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _row_label(protocol: str, method: str, several: bool) -> str:
     return f"{method} [{protocol}]" if several and protocol else method
 
