@@ -320,9 +320,11 @@ def to_latex(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def accuracy_plot(summary: pd.DataFrame, path: Path, title: str) -> Path:
+def accuracy_plot(
+    summary: pd.DataFrame, path: Path, title: str, styles: dict[str, dict[str, str]]
+) -> Path:
+    """Test accuracy against labeled count, one line per row in ``styles`` (``row_styles``)."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    styles = stats.row_styles(summary["row"])
     for row, style in styles.items():
         rows = summary[summary["row"] == row].sort_values("n_labels")
         axis.errorbar(
@@ -384,11 +386,14 @@ def write_report(
     the Markdown and LaTeX tables carry tiedae.stats's marks."""
     folder.mkdir(parents=True, exist_ok=True)
     kept, _ = deduplicate(tidy)  # statistics pair one run per (setting, labeled count, seed)
-    marked = stats.write_statistics(
-        kept.assign(method=kept["row"]), folder, f"sweep {sweep}: gain over scratch"
-    )
     # With several protocols in one sweep a row's name says its protocol: "scratch [budget]".
-    tidy = tidy.assign(row=stats.protocol_rows(tidy.assign(method=tidy["row"]))["method"])
+    labels = stats.protocol_rows(tidy.assign(method=tidy["row"]))["method"]
+    styles = stats.row_styles(labels)  # one per row, the same in both plots
+    marked = stats.write_statistics(
+        kept.assign(method=kept["row"]), folder, f"sweep {sweep}: gain over scratch",
+        styles=styles,
+    )  # fmt: skip
+    tidy = tidy.assign(row=labels)
     summary = summarize(tidy)
     pairs = scratch_rows(tidy)
     summary["compares_to"] = summary["row"].map(pairs).fillna("")
@@ -414,7 +419,7 @@ def write_report(
     summary.to_csv(paths["csv"], index=False)
     runs = tidy.assign(kept=tidy.index.isin(kept.index)).drop(columns=["method", "setting"])
     runs.sort_values(["row", "n_labels", "seed", "start"]).to_csv(paths["runs"], index=False)
-    accuracy_plot(summary, paths["png"], f"sweep {sweep}: test accuracy vs labels")
+    accuracy_plot(summary, paths["png"], f"sweep {sweep}: test accuracy vs labels", styles)
     paths["readme"].write_text(
         f"# Sweep `{sweep}`\n\n"
         f"{stats.LEGEND} Every comparison: `significance.csv`. A row is one setting: runs that "

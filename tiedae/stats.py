@@ -151,32 +151,24 @@ REFERENCE_PROTOCOLS = ("budget", "oracle")  # the first present is the one compa
 def compare_protocols(tidy: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """Each method run under several protocols at one labeled count: every other protocol
     against the reference one (``budget`` where present, else ``oracle``, else the first
-    alphabetically),
-    paired by seed (the same labeled images), Holm across these comparisons only. Empty when
-    no method has two protocols."""
+    alphabetically), paired by seed (the same labeled images), Holm across these comparisons
+    only; rows in the table's method order. Empty when no method has two protocols."""
     tidy = _with_protocol(tidy)
     rows = []
-    for (method, n_labels), cell in tidy.groupby(["method", "n_labels"]):
-        by_seed = cell.pivot_table(index="seed", columns="protocol", values="accuracy")
-        if by_seed.shape[1] < 2:
-            continue
-        protocols = sorted(by_seed.columns)
-        against = next((p for p in REFERENCE_PROTOCOLS if p in protocols), protocols[0])
-        for protocol in (p for p in protocols if p != against):
-            pairs = by_seed[[protocol, against]].dropna()
-            test = paired_test(pairs[protocol] - pairs[against])
-            rows.append({"method": method, "n_labels": n_labels, "protocol": protocol,
-                         "against_protocol": against, **test})  # fmt: skip
+    for method in method_order(tidy["method"]):
+        for n_labels, cell in tidy[tidy["method"] == method].groupby("n_labels"):
+            by_seed = cell.pivot_table(index="seed", columns="protocol", values="accuracy")
+            protocols = sorted(by_seed.columns)
+            against = next((p for p in REFERENCE_PROTOCOLS if p in protocols), protocols[0])
+            for protocol in (p for p in protocols if p != against):
+                pairs = by_seed[[protocol, against]].dropna()
+                test = paired_test(pairs[protocol] - pairs[against])
+                rows.append({"method": method, "n_labels": n_labels, "protocol": protocol,
+                             "against_protocol": against, **test})  # fmt: skip
     table = pd.DataFrame(rows, columns=PROTOCOL_COLUMNS[:-2])
     table["holm_p"] = holm(table["t_p"]) if len(table) else []
     table["significant"] = table["holm_p"] < alpha
-    order = method_order(table["method"])
-    table["order"] = table["method"].map(order.index)
-    return (
-        table.sort_values(["order", "n_labels", "protocol"])
-        .drop(columns="order")[PROTOCOL_COLUMNS]
-        .reset_index(drop=True)
-    )
+    return table
 
 
 def protocol_notes(comparisons: pd.DataFrame) -> str:
@@ -409,7 +401,11 @@ def payoff_plot(
 
 
 def write_statistics(
-    tidy: pd.DataFrame, folder: Path, title: str, baselines: Iterable[str] | None = None
+    tidy: pd.DataFrame,
+    folder: Path,
+    title: str,
+    baselines: Iterable[str] | None = None,
+    styles: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Path | str]:
     """significance.csv (every comparison), payoff.png, and the marked table's Markdown and
     LaTeX text (returned under "md" and "tex" for the caller to write where it wants)."""
@@ -418,6 +414,6 @@ def write_statistics(
     cells = marked_cells(tidy, comparisons)
     csv = folder / "significance.csv"
     comparisons.to_csv(csv, index=False)
-    styles = row_styles(protocol_rows(tidy)["method"])  # as the report's accuracy plot has them
+    styles = styles or row_styles(protocol_rows(tidy)["method"])
     png = payoff_plot(comparisons, folder / "payoff.png", title, styles)
     return {"csv": csv, "png": png, "md": to_markdown(cells), "tex": to_latex(cells)}
