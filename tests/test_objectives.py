@@ -24,7 +24,7 @@ from tiedae.training import FitSettings, make_optimizer
 
 SMALL = ["data=digits", "pretrain=none", "classifier=finetune", "runtime.verbose=0"]
 BATCHES = ["objective.labeled_batch_size=32", "objective.unlabeled_batch_size=64"]
-LADDER = ["model.sizes=[32,16]", "objective.costs=[1.0,1.0,0.1,0.1]"]
+LADDER = ["model.sizes=[32,16]", "objective.costs=[1.0,1.0,0.1,0.1]", "objective.by_labels=null"]
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,7 @@ def test_the_ladder_normalises_with_the_statistics_it_is_told(statistics, digits
     """Under ``unlabeled`` the labeled few (here: blank images) do not shift the encoder's
     normalisation nor the moving averages the saved classifier uses; under ``batch`` they do."""
     cfg = config("ladder_tied", "objective.bn_momentum=0.0",
+                 "objective.inference_statistics=moving",
                  f"objective.bn_statistics={statistics}")  # fmt: skip
     ladder = objective_for(cfg, digits)
     labeled = (tf.zeros((32, *digits.image_shape)), tf.constant(digits.y_train[:32]))
@@ -155,7 +156,7 @@ def test_every_objective_adds_the_penalty_of_its_unlabeled_predictions(objective
     those, and by nothing else, against the same objective without it."""
     quiet = ["objective.input_noise=0.0", "objective.hidden_noise=0.0"]
     if objective.startswith(("ladder", "gamma")):
-        quiet.append("objective.bn_momentum=0.0")
+        quiet += ["objective.bn_momentum=0.0", "objective.inference_statistics=moving"]
     plain = objective_for(config(objective, *quiet), digits)
     added = objective_for(config(objective, *quiet, f"objective.penalty={penalty}",
                                  "objective.penalty_weight=0.5"), digits)  # fmt: skip

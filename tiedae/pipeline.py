@@ -34,7 +34,7 @@ from tiedae.data import (
     stratified_subset,
 )
 from tiedae.models import model_family, transplant_encoder
-from tiedae.objectives import check_objective, train_with_objective
+from tiedae.objectives import check_objective, settle_for_labels, train_with_objective
 from tiedae.pretrain import (
     PRETRAINED_ARTIFACT,
     pretrain_autoencoder,
@@ -201,6 +201,7 @@ def printed_to(path: Path | None, echo: bool) -> Iterator[None]:
 
 def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     splits, tracker = prepare(cfg)
+    cfg = settle_for_labels(cfg, check_labels_fit(cfg, splits))
     configure_runtime(cfg)
     sweep = cfg.sweep.get("name")
     settings = C.run_settings(cfg)

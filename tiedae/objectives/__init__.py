@@ -16,10 +16,12 @@ from omegaconf import DictConfig
 
 from tiedae.objectives import entropy, joint, ladder, mean_teacher, pseudo_label, semantic
 from tiedae.objectives.base import (
+    BY_LABELS,
     OBJECTIVES,
     Objective,
     check_objective,
     fit_objective,
+    for_labels,
     register,
     steps_per_epoch,
 )
@@ -27,14 +29,24 @@ from tiedae.training import EpochCallback, FitSettings, History, make_optimizer
 
 __all__ = [
     "OBJECTIVES", "Objective", "check_objective", "fit_objective", "register", "uses_objective",
-    "build_objective", "train_with_objective", "entropy", "joint", "ladder", "mean_teacher",
-    "pseudo_label", "semantic",
+    "build_objective", "train_with_objective", "settle_for_labels", "entropy", "joint", "ladder",
+    "mean_teacher", "pseudo_label", "semantic",
 ]  # fmt: skip
 
 
 def uses_objective(cfg: DictConfig) -> bool:
     section = cfg.get("objective")
     return section is not None and section.get("name", "none") != "none"
+
+
+def settle_for_labels(cfg: DictConfig, n_labels: int) -> DictConfig:
+    """``cfg`` with its objective's ``by_labels`` settings for ``n_labels`` labels applied (and
+    the table of them gone), so the run's key, params and training see what it trains with."""
+    if not uses_objective(cfg) or cfg.objective.get(BY_LABELS) is None:
+        return cfg
+    settled = cfg.copy()
+    settled.objective = for_labels(cfg.objective, n_labels)
+    return settled
 
 
 def build_objective(

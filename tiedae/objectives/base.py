@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 import tensorflow as tf
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tiedae.config import ConfigError
 from tiedae.models import (
@@ -43,6 +43,10 @@ from tiedae.training import (
 
 ACCURACY = {"accuracy": keras.metrics.sparse_categorical_accuracy}
 MONITORS = ("val_accuracy", "val_loss")
+# How labeled batches are drawn: ``cycle`` (the ladder's reference) takes each batch from one
+# shuffled pass over the labeled images, min(batch size, N) of them, so no image is twice in a
+# batch; ``concatenated`` slices batches across concatenated passes (an image may repeat).
+LABELED_BATCHES = ("cycle", "concatenated")
 Batch = tuple[tf.Tensor, tf.Tensor]  # (images, labels); unlabeled batches carry images only
 Logs = dict[str, float]
 # With runtime.jit=auto, XLA from this many steps of a training: never yet. On CPU XLA made the
@@ -92,6 +96,43 @@ def one_of(problems: list[str], key: str, value: Any, allowed: Sequence[str]) ->
         problems.append(f"objective.{key}={value!r} is unknown; allowed: {', '.join(allowed)}")
 
 
+BY_LABELS = "by_labels"  # {N: {setting: value}}: a labeled count's own settings (the reference's)
+
+
+def for_labels(section: DictConfig, n_labels: int) -> DictConfig:
+    """``section`` with the ``by_labels`` entry of the largest count <= ``n_labels`` merged in,
+    and ``by_labels`` itself gone: the settings a run at ``n_labels`` labels trains with."""
+    chosen = OmegaConf.masked_copy(section, [k for k in section if k != BY_LABELS])
+    entries = {int(n): settings for n, settings in (section.get(BY_LABELS) or {}).items()}
+    counts = sorted(n for n in entries if n <= n_labels)
+    if counts:
+        chosen = OmegaConf.merge(chosen, entries[counts[-1]])
+    return chosen
+
+
+def _check_by_labels(section: DictConfig, cfg: DictConfig) -> list[str]:
+    """Every ``by_labels`` entry: a positive count of settings the objective already has,
+    which, merged in, pass the objective's own checks."""
+    entries = section.get(BY_LABELS)
+    if entries is None:
+        return []
+    if not OmegaConf.is_dict(entries):
+        return [f"objective.{BY_LABELS}={entries!r} must map labeled counts to settings"]
+    problems: list[str] = []
+    for count, settings in entries.items():
+        where = f"objective.{BY_LABELS}.{count}"
+        if not str(count).isdigit() or int(count) < 1 or not OmegaConf.is_dict(settings):
+            problems.append(f"{where} must be a positive labeled count mapping to settings")
+            continue
+        unknown = sorted(set(settings) - set(section) - {BY_LABELS})
+        if unknown:
+            problems.append(f"{where} sets {', '.join(unknown)}, which the objective does not have")
+            continue
+        merged = OmegaConf.merge(for_labels(section, 0), settings)
+        problems += [f"{where}: {p}" for p in OBJECTIVES[section.name].check(merged, cfg)]
+    return problems
+
+
 def check_objective(cfg: DictConfig) -> None:
     """Raise one ConfigError naming every bad ``objective.*`` value (does no I/O)."""
     section = cfg.get("objective")
@@ -102,7 +143,7 @@ def check_objective(cfg: DictConfig) -> None:
         raise ConfigError(
             f"objective.name={name!r} is unknown; allowed: none, {', '.join(sorted(OBJECTIVES))}"
         )
-    problems = OBJECTIVES[name].check(section, cfg)
+    problems = OBJECTIVES[name].check(for_labels(section, 0), cfg) + _check_by_labels(section, cfg)
     if cfg.classifier.get("kind", "keras") != "keras":
         problems.append(
             f"objective={name} trains a network but classifier.kind={cfg.classifier.kind}; "
@@ -176,6 +217,8 @@ class Objective:
         start = section.get("lr_decay_start")
         if start is not None and (not _number(start) or not 0 <= start < 1):
             problems.append(f"objective.lr_decay_start={start!r} must be null or in [0, 1)")
+        one_of(problems, "labeled_batches", section.get("labeled_batches", "concatenated"),
+               LABELED_BATCHES)  # fmt: skip
         return problems
 
     # networks ----------------------------------------------------------------------------
@@ -257,6 +300,10 @@ class Objective:
     def after_update(self) -> None:
         """Runs after each optimizer update (mean teacher's average)."""
 
+    def prepare_inference(self, labeled_images: tf.Tensor) -> None:
+        """Runs before the classifier is evaluated (each validation, so also after the last
+        epoch): the ladder's test-time statistics from the labeled images."""
+
 
 def supervised_loss(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
@@ -270,10 +317,18 @@ def steps_per_epoch(section: DictConfig, n_unlabeled: int) -> int:
     return int(given) if given else max(1, math.ceil(n_unlabeled / section.unlabeled_batch_size))
 
 
-def shuffled_orders(rng: np.random.Generator, n: int, needed: int) -> tf.Tensor:
-    """Shuffled passes over ``range(n)``, concatenated to at least ``needed`` indices."""
-    passes = [rng.permutation(n) for _ in range(math.ceil(needed / n))]
+def shuffled_orders(rng: np.random.Generator, n: int, needed: int, whole: int = 1) -> tf.Tensor:
+    """Shuffled passes over ``range(n)``, each cut to a multiple of ``whole`` (so a batch of
+    ``whole`` never spans two passes), concatenated to ``needed`` indices."""
+    used = n - n % whole
+    passes = [rng.permutation(n)[:used] for _ in range(math.ceil(needed / used))]
     return tf.constant(np.concatenate(passes)[:needed], dtype=tf.int32)
+
+
+def labeled_batch_size(section: DictConfig, n_labeled: int) -> int:
+    """``cycle``: at most one pass's worth, min(batch size, N); else the batch size."""
+    size = int(section.labeled_batch_size)
+    return min(size, n_labeled) if section.get("labeled_batches") == "cycle" else size
 
 
 def compiled_objective_steps(
@@ -340,7 +395,8 @@ def fit_objective(
     x_labeled, y_labeled = tf.constant(labeled[0]), tf.constant(labeled[1])
     x_unlabeled = as_tensor(unlabeled)
     n_steps = objective.steps_per_epoch
-    lb, ub = int(section.labeled_batch_size), int(section.unlabeled_batch_size)
+    lb, ub = labeled_batch_size(section, len(labeled[0])), int(section.unlabeled_batch_size)
+    whole = lb if section.get("labeled_batches") == "cycle" else 1
     run = compiled_objective_steps(
         objective, optimizer, x_labeled, y_labeled, x_unlabeled, lb, ub,
         resolve_jit(settings.jit, settings.epochs * n_steps, JIT_AUTO_MIN_STEPS),
@@ -350,13 +406,18 @@ def fit_objective(
         settings.validation_batch_size,
     )  # fmt: skip
     x_valid, y_valid = as_tensor(validation[0]), as_tensor(validation[1])
+
+    def validate_now() -> Logs:
+        objective.prepare_inference(x_labeled)
+        return validate(x_valid, y_valid)
+
     chunk, names = max(1, settings.steps_per_execution), objective.loss_names
     base_rate = float(optimizer.learning_rate.numpy())
     decay_start = section.get("lr_decay_start")
 
     def shuffle(rng: np.random.Generator) -> tuple[tf.Tensor, tf.Tensor]:
         return (
-            shuffled_orders(rng, len(labeled[0]), n_steps * lb),
+            shuffled_orders(rng, len(labeled[0]), n_steps * lb, whole),
             shuffled_orders(rng, len(unlabeled), n_steps * ub),
         )
 
@@ -377,15 +438,17 @@ def fit_objective(
         optimizer, remedy="lower classifier.learning_rate or the objective's weights",
     )  # fmt: skip
     monitor = Monitor(section.monitor, higher_is_better=section.monitor == "val_accuracy")
-    epochs = Epochs(n_steps, shuffle, train, lambda: validate(x_valid, y_valid))
+    epochs = Epochs(n_steps, shuffle, train, validate_now)
     return run_epochs(
         trainee, epochs, settings, monitor=monitor, keep_best=keep_best, on_epoch_end=on_epoch_end
     )
 
 
 def learning_rate_factor(epoch: int, epochs: int, start: float) -> float:
-    """1 until ``start`` x ``epochs``, then linearly down to 0 at the end (Rasmus et al.)."""
-    first = int(start * epochs)
-    if epoch < first:
+    """The rate's factor in epoch ``epoch`` (0-based): 1 while no more than ``start`` x
+    ``epochs`` epochs are done, then (epochs - done) / (epochs - start x epochs), so the value
+    after the last epoch is 0 (the reference's per-epoch LRDecay, run.py/nn.py, at 1c40188)."""
+    first = start * epochs
+    if epoch <= first:
         return 1.0
-    return (epochs - epoch) / max(1, epochs - first)
+    return (epochs - epoch) / (epochs - first)

@@ -32,7 +32,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from tiedae.layers import product
 from tiedae.models import OUTPUT_DTYPE
-from tiedae.objectives.base import Batch, Objective, boolean, non_negative, one_of, register
+from tiedae.objectives.base import (
+    Batch,
+    Objective,
+    boolean,
+    labeled_batch_size,
+    non_negative,
+    one_of,
+    register,
+)
 
 EPSILON = 1e-5
 # vanilla combinator: mu = a1 σ(a2 u + a3) + a4 u + a5, v = a6 σ(a7 u + a8) + a9 u + a10
@@ -51,13 +59,17 @@ class LadderDense(keras.layers.Layer):
 
     def __init__(
         self, units: int, activation: str = "relu", scale: bool = False,
-        momentum: float = 0.99, kernel_initializer: str = "glorot_uniform", **kwargs,
+        momentum: float = 0.99, kernel_initializer: str | dict = "glorot_uniform",
+        epsilon: float = EPSILON, **kwargs,
     ):  # fmt: skip
         super().__init__(**kwargs)
         self.units = units
         self.activation = keras.activations.get(activation)
         self.scale = scale
         self.momentum = momentum
+        self.epsilon = epsilon
+        # a name or a config: a new initializer object for this layer alone (a shared seeded
+        # object would give two same-shaped layers the same start)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
@@ -90,7 +102,7 @@ class LadderDense(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         z = (self.preactivation(inputs) - self.moving_mean) / tf.sqrt(
-            self.moving_variance + EPSILON
+            self.moving_variance + self.epsilon
         )
         return self.activate(z)
 
@@ -101,18 +113,33 @@ class LadderDense(keras.layers.Layer):
         return {
             **super().get_config(), "units": self.units,
             "activation": keras.activations.serialize(self.activation), "scale": self.scale,
-            "momentum": self.momentum,
+            "momentum": self.momentum, "epsilon": self.epsilon,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }  # fmt: skip
 
 
 BN_STATISTICS = ("unlabeled", "batch", "separate")
+# What the saved classifier normalises with: ``labeled``, the clean pass's statistics over every
+# labeled training image, computed before each evaluation (the reference's); ``moving``, moving
+# averages of the rows ``bn_statistics`` names.
+INFERENCE_STATISTICS = ("labeled", "moving")
+# How kernels start: ``fan_in_normal``, N(0, 1/fan-in) for the encoder's and the decoder's (the
+# reference's); ``model``, model.kernel_initializer for the encoder's and Glorot uniform for V.
+INITS = ("fan_in_normal", "model")
 
 
-def batch_normalize(z, statistics_rows: tf.Tensor | None = None):
+def batch_normalize(z, statistics_rows: tf.Tensor | None = None, epsilon: float = EPSILON):
     """``z`` normalised with the mean and variance of ``statistics_rows`` (default: ``z``)."""
     mean, variance = tf.nn.moments(z if statistics_rows is None else statistics_rows, axes=[0])
-    return (z - mean) / tf.sqrt(variance + EPSILON), mean, variance
+    return (z - mean) / tf.sqrt(variance + epsilon), mean, variance
+
+
+def kernel_initializer(init: str, model_initializer: str) -> dict | str:
+    """A fresh initializer's description for one kernel (never a shared seeded object)."""
+    if init == "model":
+        return model_initializer
+    return {"class_name": "VarianceScaling", "config": {
+        "scale": 1.0, "mode": "fan_in", "distribution": "untruncated_normal"}}  # fmt: skip
 
 
 @register("ladder")
@@ -120,8 +147,10 @@ class Ladder(Objective):
     """Hyperparameters: ``tied`` (decoder maps down with the encoder's kernels, transposed),
     ``costs`` (λ_0 .. λ_L: the input, each of ``model.sizes``, the softmax layer),
     ``bn_statistics`` (which images' statistics normalise the encoder: ``unlabeled``, the
-    whole ``batch``, or each half its own, ``separate``) and ``bn_momentum`` (the moving
-    averages the saved classifier uses)."""
+    whole ``batch``, or each half its own, ``separate``), ``inference_statistics``
+    (``INFERENCE_STATISTICS``), ``bn_momentum`` (the moving averages, when those are used),
+    ``bn_epsilon`` and ``init`` (``INITS``). The defaults (conf/objective/ladder_*.yaml) are the
+    reference code's; experiments/reproduction/README.md lists each with its file and line."""
 
     def level_costs(self, levels: int) -> list[float]:
         """λ_0 .. λ_L for the ``levels`` levels (input, hidden layers, softmax)."""
@@ -139,6 +168,12 @@ class Ladder(Objective):
         ):
             problems.append(f"objective.bn_momentum={momentum!r} must be in [0, 1)")
         one_of(problems, "bn_statistics", section.get("bn_statistics"), BN_STATISTICS)
+        one_of(problems, "inference_statistics", section.get("inference_statistics"),
+               INFERENCE_STATISTICS)  # fmt: skip
+        one_of(problems, "init", section.get("init"), INITS)
+        epsilon = section.get("bn_epsilon")
+        if not isinstance(epsilon, float | int) or isinstance(epsilon, bool) or epsilon <= 0:
+            problems.append(f"objective.bn_epsilon={epsilon!r} must be a number > 0")
         problems += cls.check_costs(section, cfg)
         return problems
 
@@ -158,16 +193,20 @@ class Ladder(Objective):
         return problems
 
     def build(self) -> keras.Model:
-        model, seed = self.model_cfg, self.seed
-        momentum = float(self.section.bn_momentum)
+        model, section = self.model_cfg, self.section
+        momentum, self.epsilon = float(section.bn_momentum), float(section.bn_epsilon)
+        start = str(section.init)
         sizes = list(model.sizes)
         self.layers = [
-            LadderDense(width, model.activation, False, momentum, model.kernel_initializer,
+            LadderDense(width, model.activation, False, momentum,
+                        kernel_initializer(start, model.kernel_initializer), self.epsilon,
                         name=f"ladder_{depth}")
             for depth, width in enumerate(sizes, start=1)
         ]  # fmt: skip
         self.layers.append(LadderDense(
-            self.n_classes, "softmax", True, momentum, dtype=OUTPUT_DTYPE, name="head"
+            self.n_classes, "softmax", True, momentum,
+            kernel_initializer(start, "glorot_uniform"), self.epsilon,
+            dtype=OUTPUT_DTYPE, name="head",
         ))  # fmt: skip
         classifier = keras.Sequential(
             [keras.Input(shape=self.input_shape), keras.layers.Flatten(), *self.layers],
@@ -186,16 +225,24 @@ class Ladder(Objective):
             level: tf.Variable(tf.tile(init, [1, widths[level]]), name=f"combinator_{level}")
             for level in range(self.lowest, top + 1)
         }
-        self.tied = bool(self.section.tied)
-        self.bn_statistics = str(self.section.bn_statistics)
-        glorot = keras.initializers.GlorotUniform(seed=seed)
+        self.tied = bool(section.tied)
+        self.bn_statistics = str(section.bn_statistics)
+        self.labeled_statistics = section.inference_statistics == "labeled"
         self.down = {}  # level -> V mapping level+1 down to level (untied only)
         if not self.tied:
             self.down = {
-                level: tf.Variable(glorot((widths[level + 1], widths[level])), name=f"V_{level}")
+                level: tf.Variable(
+                    self.decoder_kernel(start, widths[level + 1], widths[level]), name=f"V_{level}"
+                )  # fmt: skip
                 for level in range(self.lowest, top)
             }
         return classifier
+
+    @staticmethod
+    def decoder_kernel(init: str, rows: int, columns: int) -> tf.Tensor:
+        """A new initializer for each V, drawn from the seeded global generator."""
+        description = kernel_initializer(init, "glorot_uniform")
+        return keras.initializers.get(description)((rows, columns))
 
     def start_from(self, pretrained: Sequence[keras.layers.Dense]) -> None:
         """Pretrained kernels into the lowest layers (biases have no place under BN)."""
@@ -213,13 +260,38 @@ class Ladder(Objective):
     def normalize(self, z: tf.Tensor, n_labeled: tf.Tensor):
         """``z`` batch normalised as ``bn_statistics`` says, and the statistics the moving
         averages and the decoder's estimates take; rows from ``n_labeled`` on are unlabeled."""
+        eps = self.epsilon
         if self.bn_statistics == "batch":
-            return batch_normalize(z)
+            return batch_normalize(z, epsilon=eps)
         if self.bn_statistics == "unlabeled":
-            return batch_normalize(z, z[n_labeled:])
-        labeled, _, _ = batch_normalize(z[:n_labeled])
-        unlabeled, mean, variance = batch_normalize(z[n_labeled:])
+            return batch_normalize(z, z[n_labeled:], eps)
+        labeled, _, _ = batch_normalize(z[:n_labeled], epsilon=eps)
+        unlabeled, mean, variance = batch_normalize(z[n_labeled:], epsilon=eps)
         return tf.concat([labeled, unlabeled], axis=0), mean, variance
+
+    def prepare_inference(self, labeled_images: tf.Tensor) -> None:
+        """With ``inference_statistics=labeled``, each layer's test-time mean and variance
+        become the reference's final statistics: over the labeled images in batches of the
+        labeled batch size, each batch passed clean and normalised with its own moments, the
+        batches' means and unbiased variances averaged."""
+        if not self.labeled_statistics:
+            return
+        n = int(labeled_images.shape[0])
+        size = labeled_batch_size(self.section, n)
+        sums = [[0.0, 0.0] for _ in self.layers]
+        starts = range(0, n - n % size or n, size)
+        for first in starts:
+            rows = labeled_images[first : first + size]
+            h = tf.reshape(rows, (tf.shape(rows)[0], -1))
+            count = float(rows.shape[0])
+            for layer, total in zip(self.layers, sums, strict=True):
+                z, mean, variance = batch_normalize(layer.preactivation(h), epsilon=self.epsilon)
+                total[0] += mean
+                total[1] += variance * count / max(count - 1.0, 1.0)
+                h = layer.activate(z)
+        for layer, (mean, variance) in zip(self.layers, sums, strict=True):
+            layer.moving_mean.assign(mean / len(starts))
+            layer.moving_variance.assign(variance / len(starts))
 
     def encode(self, h: tf.Tensor, n_labeled: tf.Tensor, noisy: bool):
         """Normalised pre-activations ``z`` per level, their statistics, and the output; the
@@ -229,7 +301,7 @@ class Ladder(Objective):
             z, mean, variance = self.normalize(layer.preactivation(h), n_labeled)
             if noisy:
                 z = self.noise(z, self.hidden_noise)
-            else:
+            elif not self.labeled_statistics:
                 layer.track(mean, variance)
             zs.append(z)
             stats.append((mean, variance))
@@ -270,12 +342,12 @@ class Ladder(Objective):
         z_hat = None
         for level in range(top, self.lowest - 1, -1):
             u = output if level == top else self.map_down(level, z_hat)
-            u, _, _ = batch_normalize(u)
+            u, _, _ = batch_normalize(u, epsilon=self.epsilon)
             z_hat = self.combine(level, noisy[level], u)
             estimate = z_hat
             if stats[level] is not None:
                 mean, variance = stats[level]
-                estimate = (z_hat - mean) / tf.sqrt(variance + EPSILON)
+                estimate = (z_hat - mean) / tf.sqrt(variance + self.epsilon)
             if self.costs[level] > 0:
                 cost = tf.reduce_mean(tf.square(estimate - clean[level]))
                 losses[f"reconstruction_{level}"] = cost
