@@ -3,6 +3,7 @@ labeled count, n = distinct seeds, rows named by what differs, scratch rows matc
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -199,3 +200,31 @@ def test_a_column_whose_rows_have_different_seeds_says_so_and_which_seeds_they_s
     write_report(tidy_runs(at_seeds(frame, [1, 2])), tmp_path, "t", "python -m tiedae.report")
     assert "Uneven seeds" not in (tmp_path / "table.md").read_text()
     assert "Uneven seeds" not in (tmp_path / "table.tex").read_text()
+
+
+def test_a_reproduction_table_sets_ours_beside_the_published_figures(tmp_path):
+    from tiedae.published import PublishedError, read_published
+
+    frame = pd.DataFrame(
+        [job("ladder", s, a) for s, a in enumerate((0.80, 0.81, 0.79, 0.82, 0.80), start=1)]
+        + [job("ladder", 1, 0.85, n=1000)]
+    )  # fmt: skip
+    figures_csv = tmp_path / "published.csv"
+    figures_csv.write_text(
+        "method,n_labels,accuracy,source\nladder,100,81.5,Paper\nladder,1000,86.5,Paper\n"
+        "ladder,500,85.2,Paper\n"
+    )
+    write_report(tidy_runs(frame), tmp_path, "r", "cmd", figures=read_published(figures_csv))
+    table = pd.read_csv(tmp_path / "reproduction.csv")
+    assert list(table["n_labels"]) == [100, 1000]  # no runs at 500: no line
+    first = table.iloc[0]
+    assert first["mean"] == pytest.approx(80.4) and first["difference"] == pytest.approx(-1.1)
+    half = 2.776 * np.std([80, 81, 79, 82, 80], ddof=1) / np.sqrt(5)  # t(0.975, 4) = 2.776
+    assert (first["ci_low"], first["ci_high"]) == pytest.approx((80.4 - half, 80.4 + half), 1e-3)
+    assert bool(first["inside"])  # 81.5 < 80.4 + 1.42
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.index("Against the published figures") < readme.index("mean ± std")
+    assert "| `ladder` | 1000 | 86.5 | 85.0 (one seed) (n=1) | -1.5 | – |" in readme
+    (tmp_path / "bad.csv").write_text("method,labels,accuracy\nladder,100,81.5\n")
+    with pytest.raises(PublishedError, match="columns n_labels, source missing"):
+        read_published(tmp_path / "bad.csv")

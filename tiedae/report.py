@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tiedae import stats  # noqa: E402
+from tiedae import published, stats  # noqa: E402
 
 
 def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
@@ -379,11 +379,12 @@ def provenance_notes(tidy: pd.DataFrame, sweep_commands: list[str], command: str
 
 def write_report(
     tidy: pd.DataFrame, folder: Path, sweep: str, command: str,
-    sweep_commands: list[str] | None = None,
+    sweep_commands: list[str] | None = None, figures: pd.DataFrame | None = None,
 ) -> list[Path]:  # fmt: skip
     """Write table.{md,tex,csv}, runs.csv, accuracy.png, significance.csv, payoff.png,
     README.md and, when methods ran under several protocols, protocols.csv into ``folder``;
-    the Markdown and LaTeX tables carry tiedae.stats's marks."""
+    the Markdown and LaTeX tables carry tiedae.stats's marks. With published ``figures``
+    (tiedae.published), reproduction.{md,csv} too, first in README.md."""
     folder.mkdir(parents=True, exist_ok=True)
     kept, _ = deduplicate(tidy)  # statistics pair one run per (setting, labeled count, seed)
     # With several protocols in one sweep a row's name says its protocol: "scratch [budget]".
@@ -401,11 +402,14 @@ def write_report(
     protocols = stats.compare_protocols(kept.assign(method=kept["row"]))
     kept = kept.assign(row=tidy["row"])
     notes = [
-        uneven_seed_notes(kept), stats.protocol_notes(protocols), comparison_notes(summary, pairs)
+        str(marked["power"]), uneven_seed_notes(kept), stats.protocol_notes(protocols),
+        comparison_notes(summary, pairs),
     ]  # fmt: skip
     body = marked["md"] if len(table) else to_markdown(table)
     markdown = body + "".join(f"\n{note}" for note in notes if note)
     latex = (marked["tex"] if len(table) else to_latex(table)) + uneven_seed_notes(kept, latex=True)
+    if marked["power"]:
+        latex += f"\n\\par\\smallskip\\noindent{{\\small {marked['power']}}}\n"
     paths = {
         "md": folder / "table.md", "tex": folder / "table.tex", "csv": folder / "table.csv",
         "runs": folder / "runs.csv", "png": folder / "accuracy.png", "readme": folder / "README.md",
@@ -414,6 +418,14 @@ def write_report(
     if len(protocols):
         paths["protocols"] = folder / "protocols.csv"
         protocols.to_csv(paths["protocols"], index=False)
+    reproduction = ""
+    if figures is not None:
+        against = published.compare_published(kept, figures)
+        reproduction = "## Against the published figures\n\n" + published.to_markdown(against)
+        paths["reproduction"] = folder / "reproduction.md"
+        paths["reproduction_csv"] = folder / "reproduction.csv"
+        paths["reproduction"].write_text(reproduction)
+        against.to_csv(paths["reproduction_csv"], index=False)
     paths["md"].write_text(markdown)
     paths["tex"].write_text(latex)
     summary.to_csv(paths["csv"], index=False)
@@ -422,7 +434,8 @@ def write_report(
     accuracy_plot(summary, paths["png"], f"sweep {sweep}: test accuracy vs labels", styles)
     paths["readme"].write_text(
         f"# Sweep `{sweep}`\n\n"
-        f"{stats.LEGEND} Every comparison: `significance.csv`. A row is one setting: runs that "
+        + (f"{reproduction}\n" if reproduction else "")
+        + f"{stats.LEGEND} Every comparison: `significance.csv`. A row is one setting: runs that "
         "differ in anything but the seed are different rows; one run per setting and seed."
         f"\n\n{markdown}\n"
         f"![test accuracy against labeled count](accuracy.png)\n\n"
@@ -447,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, help="folder (default: experiments/<sweep>)")
     parser.add_argument(
+        "--published", type=Path, metavar="CSV",
+        help="published figures to compare with (columns method, n_labels, accuracy in %%, "
+             "source), e.g. experiments/reproduction/published.csv",
+    )  # fmt: skip
+    parser.add_argument(
         "--labels", type=_numbers("labeled counts, e.g. 500 or 100,500"), metavar="N[,N...]",
         help="only these labeled counts, e.g. 500 or 100,500 (a count still being run left out)",
     )  # fmt: skip
@@ -459,6 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the sweep's overrides, e.g. experiment=benchmark tracking=server (grids ignored)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        figures = published.read_published(args.published) if args.published else None
+    except published.PublishedError as error:
+        print(f"tiedae-table: error: {error}", file=sys.stderr)
+        return 2
     # A sweep's own command line works here too: its grids (a=1,2) are dropped, the rest
     # (experiment, sweep.name, tracking) say which sweep and which store.
     parsed = OverridesParser.create().parse_overrides(args.overrides)
@@ -495,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = [
         line for p in parents for line in tracker.run_tags(p).get(SWEEP_COMMANDS, "").splitlines()
     ]  # fmt: skip
-    paths = write_report(tidy, folder, sweep, command, commands)
+    paths = write_report(tidy, folder, sweep, command, commands, figures)
     if parents:
         from tiedae.tracking import RunLog
 

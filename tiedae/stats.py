@@ -65,6 +65,48 @@ def paired_test(differences: Iterable[float], confidence: float = CONFIDENCE) ->
     return out
 
 
+POWER = 0.8
+
+
+def detectable_difference(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true mean difference a two-sided t-test on ``n`` paired differences (or
+    values) of spread ``sd`` detects with probability ``power`` at level ``alpha``:
+    (t_{1-α/2} + t_{power}) · sd / √n, with n - 1 degrees of freedom (the usual normal-theory
+    approximation to the noncentral t). NaN below two pairs."""
+    if n < 2 or not np.isfinite(sd):
+        return np.nan
+    quantiles = sps.t.ppf(1 - alpha / 2, n - 1) + sps.t.ppf(power, n - 1)
+    return float(quantiles * sd / np.sqrt(n))
+
+
+def spread_of(comparisons: pd.DataFrame) -> pd.Series:
+    """The standard deviation of each comparison's paired differences, from its t interval."""
+    n = comparisons["n_pairs"].astype(float)
+    half = (comparisons["ci_high"] - comparisons["ci_low"]) / 2
+    t = pd.Series(sps.t.ppf((1 + CONFIDENCE) / 2, np.maximum(n - 1, 1)), index=comparisons.index)
+    return half / t * np.sqrt(n)
+
+
+def power_note(comparisons: pd.DataFrame, alpha: float = ALPHA, power: float = POWER) -> str:
+    """One line: per labeled count, the smallest gain over scratch the table's seeds detect at
+    ``power`` (paired t, ``alpha`` two-sided, before Holm), from the median spread of the
+    paired differences against scratch at that count."""
+    against = comparisons[(comparisons["against"] == "scratch") & (comparisons["n_pairs"] >= 2)]
+    if against.empty:
+        return ""
+    parts = []
+    for n_labels, cell in against.assign(sd=spread_of(against)).groupby("n_labels"):
+        n = int(cell["n_pairs"].median())
+        smallest = 100 * detectable_difference(float(cell["sd"].median()), n, alpha, power)
+        parts.append(f"{n_labels} labels: {smallest:.1f} points ({n} seeds)")
+    return (
+        f"Smallest gain over scratch these seeds detect with {power:.0%} power (paired t, "
+        f"α = {alpha} two-sided before Holm, median spread of the paired differences at that "
+        f"count): {'; '.join(parts)}. A smaller true difference is likely to read as not "
+        "significant here."
+    )
+
+
 def holm(pvalues: Iterable[float]) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (NaN stay NaN and do not count in the family)."""
     p = np.asarray(list(pvalues), dtype=float)
@@ -416,4 +458,7 @@ def write_statistics(
     comparisons.to_csv(csv, index=False)
     styles = styles or row_styles(protocol_rows(tidy)["method"])
     png = payoff_plot(comparisons, folder / "payoff.png", title, styles)
-    return {"csv": csv, "png": png, "md": to_markdown(cells), "tex": to_latex(cells)}
+    return {
+        "csv": csv, "png": png, "md": to_markdown(cells), "tex": to_latex(cells),
+        "power": power_note(comparisons),
+    }  # fmt: skip
