@@ -1,18 +1,18 @@
 """Ladder network (Rasmus et al. 2015), MLP form, and its top-layer-only special case, the
-Γ-model.
+Γ-model; by default as the reference code has them (CuriousAI/ladder at 5a8daa1, its
+learning-rate decay as at 1c40188; experiments/reproduction/README.md lists each ingredient
+with its file and line, and the setting that switches it back).
 
 Encoder: a clean and a corrupted pass over the labeled and unlabeled images together; each
-layer's pre-activation is batch normalised, the corrupted pass adds Gaussian noise to it, then
-``activation(γ (z + β))`` (γ on the softmax layer only). The normalising statistics are, by
-default, the unlabeled images' alone (``bn_statistics: unlabeled``), and so are the moving
-averages the saved classifier uses: the unlabeled batch is a fresh sample of the images a test
-set comes from, while the labeled batch repeats the same few images, which the network soon
-fits with extreme activations. Statistics of the whole batch (``bn_statistics: batch``) let
-those few images skew both; at 100 labels the classifier then fell to chance on validation.
-``bn_statistics: separate`` is the arrangement of the reference TensorFlow code
-(rinuboney/ladder): the labeled rows normalised with their own statistics, the unlabeled rows
-with theirs, and the decoder and its costs on the unlabeled rows alone (the moving averages
-still follow the unlabeled rows, where that code tracks the labeled ones).
+layer's pre-activation ``x W`` (no bias) is batch normalised, the corrupted pass adds Gaussian
+noise to it, then ``activation(γ (z + β))`` (γ on the softmax layer only). Under the default
+``bn_statistics: separate`` the labeled rows are normalised with their own statistics and the
+unlabeled rows with theirs, in both passes, and the decoder and its costs see the unlabeled
+rows alone. ``unlabeled`` (the labeled rows with the unlabeled rows' statistics; every row
+decoded) and ``batch`` (the whole batch's) are earlier variants. At test time the saved
+classifier normalises with ``inference_statistics: labeled``: the clean pass's statistics over
+the labeled training images, set before every evaluation; ``moving`` keeps moving averages of
+the rows ``bn_statistics`` names instead.
 
 Decoder, from the top down: the layer above's estimate mapped down (``V``; tied: the
 encoder's kernel transposed), batch normalised, combined with the corrupted lateral ``z̃`` by
