@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tiedae import pool
 from tiedae.data import DATASETS
 
 DEFAULT_FAMILY = "dense"  # model.family when absent (tiedae.models.MODEL_FAMILIES has them all)
@@ -131,6 +132,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.pretrain.name == "transfer":
         _validate_transfer(problems, cfg.pretrain, cfg.data.get("classes"), n_classes(cfg))
     _validate_protocol(problems, cfg.get("protocol"))
+    _validate_pool(problems, cfg)
     kind = cfg.classifier.get("kind", "keras")
     _one_of(problems, "classifier.kind", kind, CLASSIFIER_KINDS)
     if kind == "sklearn":
@@ -139,6 +141,15 @@ def validate(cfg: DictConfig) -> None:
         _validate_classifier(problems, cfg.classifier, cfg.model)
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _validate_pool(problems: list[str], cfg: DictConfig) -> None:
+    problems += pool.check(cfg.get("unlabeled"), cfg.data.get("classes"), n_classes(cfg))
+    if draws_pool(cfg) and cfg.data.get("max_train") is not None:
+        problems.append(
+            "unlabeled.* draws the pool from the whole training split; it cannot be combined "
+            "with data.max_train (set data.max_train=null)"
+        )
 
 
 def _validate_labels(problems: list[str], labels: DictConfig) -> None:
@@ -359,6 +370,29 @@ def is_pretrained(cfg: DictConfig) -> bool:
     return cfg.pretrain.name != "none"
 
 
+def reads_pool(cfg: DictConfig) -> bool:
+    """Whether the method reads unlabeled images: an autoencoder pretraining or an objective."""
+    return cfg.pretrain.name in AUTOENCODERS or uses_objective(cfg)
+
+
+def draws_pool(cfg: DictConfig) -> bool:
+    """Whether the run draws its unlabeled pool from ``unlabeled.*`` (tiedae/pool.py): a
+    method that reads one, with settings other than the defaults (every training image)."""
+    return reads_pool(cfg) and not pool.PoolSettings.from_config(cfg.get("unlabeled")).is_default
+
+
+def pool_settings(cfg: DictConfig) -> dict[str, Any]:
+    """``unlabeled`` for keys when the run draws a pool (other runs keep their keys); the
+    labeled count too when the labeled images are kept out of it (the pool then depends on
+    which images are labeled, so a pretraining's cache entry does)."""
+    if not draws_pool(cfg):
+        return {}
+    plain = OmegaConf.to_container(cfg.unlabeled, resolve=True)
+    if plain.get("include_labeled", True):
+        return {"unlabeled": plain}
+    return {"unlabeled": plain, "unlabeled_labels": OmegaConf.to_container(cfg.labels)}
+
+
 def has_decoder(cfg: DictConfig) -> bool:
     """Whether model.tied matters: only an autoencoder has a decoder to tie."""
     return cfg.pretrain.name in AUTOENCODERS
@@ -506,6 +540,7 @@ def pretrain_settings(cfg: DictConfig) -> dict[str, Any]:
         "seed": plain["seed"],
         **provenance(cfg),
         **precision_settings(cfg),
+        **pool_settings(cfg),
     }
     return {**settings, **protocol_settings(plain, ("name", "pretrain_holdout"))}
 
@@ -583,7 +618,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         settings["classifier"] = _without(settings["classifier"], "freeze")
     if uses_objective(cfg):  # absent otherwise: earlier runs keep their keys
         settings["objective"] = plain["objective"]
-    return settings
+    return {**settings, **pool_settings(cfg)}
 
 
 def settings_key(settings: Mapping[str, Any]) -> str:

@@ -718,13 +718,21 @@ def pretraining_view(splits: Splits, protocol_cfg) -> Splits:
     """The images pretraining may read. Under budget a fixed stratified slice
     (``protocol.pretrain_holdout``, seed 0) of the training images is held out of pretraining
     and is its validation set; the dataset's validation split is not read."""
-    if protocol_cfg.name == "oracle":
+    holdout = pretraining_holdout(splits, protocol_cfg)
+    if holdout is None:
         return splits
-    size = max(1, round(protocol_cfg.pretrain_holdout * len(splits.y_train)))
-    holdout = stratified_subset(splits.y_train, size, seed=0)
     keep = np.setdiff1d(np.arange(len(splits.y_train)), holdout)
     view = _with_validation(splits, splits.x_train[holdout], splits.y_train[holdout])
     return replace(view, x_train=splits.x_train[keep], y_train=splits.y_train[keep])
+
+
+def pretraining_holdout(splits: Splits, protocol_cfg) -> np.ndarray | None:
+    """The training images pretraining validates on instead of reading (None under oracle,
+    which validates on the dataset's validation split)."""
+    if protocol_cfg.name == "oracle":
+        return None
+    size = max(1, round(protocol_cfg.pretrain_holdout * len(splits.y_train)))
+    return stratified_subset(splits.y_train, size, seed=0)
 
 
 def _with_validation(splits: Splits, x_valid: np.ndarray, y_valid: np.ndarray) -> Splits:

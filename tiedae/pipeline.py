@@ -30,11 +30,13 @@ from tiedae.data import (
     labeled_count,
     labeled_view,
     load_dataset,
+    pretraining_holdout,
     pretraining_view,
     stratified_subset,
 )
 from tiedae.models import model_family, transplant_encoder
 from tiedae.objectives import check_objective, settle_for_labels, train_with_objective
+from tiedae.pool import PoolSettings, draw
 from tiedae.pretrain import (
     PRETRAINED_ARTIFACT,
     pretrain_autoencoder,
@@ -131,6 +133,8 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     check_objective(cfg)
     splits = load_dataset(cfg.data)
     check_labels_fit(cfg, splits)
+    if C.draws_pool(cfg):  # the pool fits the data (a PoolError otherwise), before any run
+        pool_indices(cfg, splits, pretraining_holdout(splits, cfg.protocol))
     if C.is_sklearn(cfg):
         check_baseline_fits(cfg.classifier, splits)
     tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
@@ -287,16 +291,57 @@ def _explain_new_key(
 def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog) -> dict:
     """Draw the labeled subset, train the classifier (a network, or a scikit-learn baseline),
     and log its test metrics: the one place the two kinds part ways."""
-    n_labeled = check_labels_fit(cfg, splits)
-    labeled = stratified_subset(splits.y_train, n_labeled, cfg.seed)
+    labeled = labeled_indices(cfg, splits)
     view = labeled_view(splits, labeled, cfg.protocol, cfg.seed)
-    run.log_params({"labels.n": n_labeled, "labels.n_valid": _n_valid(view)})
+    run.log_params({"labels.n": len(labeled), "labels.n_valid": _n_valid(view)})
     run.set_tags({"protocol.validation": view.validation})
     run.log_datasets(dataset_inputs(cfg.data, view.splits, view.labeled))
     train = _train_baseline if C.is_sklearn(cfg) else _train_network
     results = train(cfg, splits, view, tracker, run)
     run.log_metrics(results)
     return results
+
+
+def labeled_indices(cfg: DictConfig, splits: Splits) -> np.ndarray:
+    """The run's labeled images (training and validating ones): a stratified subset of the
+    training split, drawn from (seed, N) alone."""
+    return stratified_subset(splits.y_train, check_labels_fit(cfg, splits), cfg.seed)
+
+
+def pool_indices(
+    cfg: DictConfig, splits: Splits, held_out: np.ndarray | None = None
+) -> tuple[Splits, np.ndarray]:
+    """The training split of every class and the indices in it of the unlabeled pool that
+    ``unlabeled.*`` asks for (tiedae/pool.py); ``held_out`` (indices into ``splits``' training
+    images: pretraining's validation) never enters it, nor do the labeled images unless
+    ``unlabeled.include_labeled``. PoolError when the data has too few images for it."""
+    task = list(cfg.data.classes) if cfg.data.get("classes") else None
+    full = load_classes(cfg.data, None) if task else splits
+    in_full = np.flatnonzero(np.isin(full.y_train, task)) if task else np.arange(len(full.y_train))
+    settings = PoolSettings.from_config(cfg.get("unlabeled"))
+    labeled = None if settings.include_labeled else in_full[labeled_indices(cfg, splits)]
+    indices = draw(
+        full.y_train, task, settings, cfg.seed, labeled=labeled,
+        held_out=None if held_out is None else in_full[held_out], n_classes=full.n_classes,
+    )  # fmt: skip
+    return full, indices
+
+
+def drawn_pool(
+    cfg: DictConfig, splits: Splits, run: RunLog, held_out: np.ndarray | None = None
+) -> np.ndarray:
+    """The pool's images (``pool_indices``), logged as the run's dataset input ``unlabeled``
+    with its size and how many of its images come from outside the labeled task."""
+    full, indices = pool_indices(cfg, splits, held_out)
+    task = list(cfg.data.classes) if cfg.data.get("classes") else range(full.n_classes)
+    outside = int(np.count_nonzero(~np.isin(full.y_train[indices], task)))
+    run.log_params({"unlabeled.n": len(indices), "unlabeled.n_outside": outside})
+    source = dataset_sources(cfg.data)["train"]
+    run.log_datasets([DatasetSpec(
+        f"{full.name}-unlabeled-{len(indices)}", (full.x_train, full.y_train, indices), source,
+        "unlabeled", {"num_rows": len(indices), "outside_classes": outside},
+    )])  # fmt: skip
+    return full.x_train[indices]
 
 
 def _n_valid(view: LabeledView) -> int:
@@ -315,7 +360,7 @@ def _train_network(
     if view.fixed_epochs:  # too few labels to validate: a fixed budget, no early stopping
         settings = replace(settings, epochs=view.fixed_epochs, patience=None)
     if C.uses_objective(cfg):
-        classifier, history = _train_with_objective(cfg, view, settings, pretrained, run)
+        classifier, history = _train_with_objective(cfg, splits, view, settings, pretrained, run)
     else:
         classifier, history = train_classifier(
             view.splits, view.labeled, cfg.model, cfg.classifier, settings,
@@ -346,6 +391,7 @@ def _train_network(
 
 def _train_with_objective(
     cfg: DictConfig,
+    splits: Splits,
     view: LabeledView,
     settings: FitSettings,
     pretrained: list | None,
@@ -355,7 +401,10 @@ def _train_with_objective(
     subset, validated as the protocol says, and, unlabeled, every training image (every class's
     with ``pretrain.images=all``), plus a dataset's own unlabeled images (npz ``x_unlabeled``)."""
     every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
-    pool = (load_classes(cfg.data, None) if every_class else view.splits).pretrain_images
+    if C.draws_pool(cfg):
+        pool = drawn_pool(cfg, splits, run)
+    else:
+        pool = (load_classes(cfg.data, None) if every_class else view.splits).pretrain_images
     run.log_params({"objective.n_unlabeled": len(pool)})
     classifier, history, objective = train_with_objective(
         cfg, view.splits, view.labeled, pool, settings,
@@ -521,7 +570,10 @@ def autoencoder_layers(
         run.log_params(C.flatten(C.pretrain_settings(cfg)))
         run.set_tags({"protocol": C.protocol_name(cfg)})
         images = own
-        if every_class:
+        if C.draws_pool(cfg):  # the pool less pretraining's held-out validation images
+            held_out = pretraining_holdout(splits, cfg.protocol)
+            images = replace(own, x_train=drawn_pool(cfg, splits, run, held_out), x_unlabeled=None)
+        elif every_class:
             images = pretraining_view(load_classes(cfg.data, None), cfg.protocol)
         run.log_params({"pretrain.n_images": len(images.pretrain_images)})
         run.log_datasets(dataset_inputs(cfg.data, images, contexts=("training",)))
