@@ -228,3 +228,24 @@ def test_a_reproduction_table_sets_ours_beside_the_published_figures(tmp_path):
     (tmp_path / "bad.csv").write_text("method,labels,accuracy\nladder,100,81.5\n")
     with pytest.raises(PublishedError, match="columns n_labels, source missing"):
         read_published(tmp_path / "bad.csv")
+
+
+def test_a_pool_axis_makes_the_columns_and_scratch_stands_at_every_value(tmp_path):
+    """Columns by pool size; scratch (which reads no pool, run once per seed) is the reference
+    at each; the pool's own params do not split a method into rows."""
+    from tiedae.stats import AXES
+
+    pool = {"objective.name": "entropy", "unlabeled.size": "1000"}
+    frame = pd.DataFrame(
+        [job("scratch", s, 0.70 + s / 100, **{"unlabeled.size": "1000"}) for s in (1, 2, 3)]
+        + [job("entropy", s, 0.72 + s / 100 + n / 1e6, **{**pool, "unlabeled.n": str(n),
+               "unlabeled.size": str(n)}) for s in (1, 2, 3) for n in (1000, 5000)]
+    )  # fmt: skip
+    tidy = tidy_runs(frame, AXES["pool"])
+    assert set(tidy["row"]) == {"scratch", "entropy"}
+    assert sorted(tidy[tidy["row"] == "scratch"]["n_labels"]) == [1000] * 3 + [5000] * 3
+    write_report(tidy, tmp_path, "amount", "cmd", axis=AXES["pool"])
+    table = (tmp_path / "table.md").read_text()
+    assert "1000 unlabeled" in table and "5000 unlabeled" in table and "labels" not in table
+    significance = pd.read_csv(tmp_path / "significance.csv")
+    assert set(significance.loc[significance["method"] == "entropy", "n_labels"]) == {1000, 5000}

@@ -57,19 +57,32 @@ FAIR_KEYS = ("model.sizes", "model.activation", "model.kernel_initializer", "cla
              "classifier.patience", "classifier.batch_size", "classifier.optimizer",
              "classifier.learning_rate", "data", "code", "version", "protocol")  # fmt: skip
 MISSING = "unset"
+POOL_PREFIX = "unlabeled."  # the pool's params (tiedae/pool.py): not a setting of a run without one
+POOL_PRETRAININGS = ("autoencoder", "greedy")
+POOL_OUTCOMES = ("unlabeled.n", "unlabeled.n_outside")  # what the settings drew, not settings
 TIDY_COLUMNS = ["row", "method", "setting", "n_labels", "seed", "accuracy", "protocol",
                 "pretrained", "objective", "run_id", "start", "commit", "dirty",
                 "command"]  # fmt: skip
 
 
-def _settings_of(params: dict[str, str], tags: dict[str, str]) -> dict[str, str]:
-    """A run's setting: its logged params but those of NOT_SETTINGS, plus its identity tags;
-    the params a run does not use (a baseline's network, a decoder without pretraining) are
-    dropped as ``tiedae.config.run_settings`` drops them."""
+def _settings_of(
+    params: dict[str, str], tags: dict[str, str], axis: stats.Axis = stats.LABELS
+) -> dict[str, str]:
+    """A run's setting: its logged params but those of NOT_SETTINGS and the axis, plus its
+    identity tags; the params a run does not use (a baseline's network, a decoder without
+    pretraining, the pool without a method that reads one) are dropped as
+    ``tiedae.config.run_settings`` drops them."""
     settings = {
         key: value for key, value in params.items()
-        if key not in NOT_SETTINGS and not key.startswith(NOT_SETTINGS_PREFIXES)
+        if key not in (*NOT_SETTINGS, *POOL_OUTCOMES, *axis.params)
+        and not key.startswith(NOT_SETTINGS_PREFIXES)
     }  # fmt: skip
+    uses_pool = (
+        settings.get("pretrain.name") in POOL_PRETRAININGS
+        or settings.get("objective.name", "none") != "none"
+    )
+    if not uses_pool:
+        settings = {k: v for k, v in settings.items() if not k.startswith(POOL_PREFIX)}
     on_codes = settings.get("classifier.features") == "codes"  # a pretrained network's codes
     if settings.get("classifier.kind") == "sklearn" and not on_codes:
         settings = {k: v for k, v in settings.items() if not k.startswith("model.")}
@@ -92,7 +105,7 @@ def _column(runs: pd.DataFrame, name: str) -> pd.Series:
     return runs[name] if name in runs else pd.Series([None] * len(runs), index=runs.index)
 
 
-def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
+def tidy_runs(runs: pd.DataFrame, axis: stats.Axis = stats.LABELS) -> pd.DataFrame:
     """mlflow.search_runs output -> one row per run: its table row, setting, labeled count,
     seed, accuracy, protocol (runs from before protocols existed: oracle), whether it was
     pretrained, its semi-supervised objective (``none`` for most), and provenance.
@@ -102,6 +115,10 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     the data and code identity; rows are named by the method, and where one method name covers
     several settings under one protocol, by what differs between them (e.g. ``scratch[500]
     (model.kernel_initializer=lecun_normal)``).
+
+    The ``n_labels`` column holds the values of ``axis`` (default: the labeled count). Along an
+    axis of the unlabeled pool, a run that reads no pool (scratch, the baselines) stands at
+    every value the other runs have: the reference line.
     """
     if runs.empty:
         tidy = pd.DataFrame(columns=TIDY_COLUMNS)
@@ -115,7 +132,7 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     for _, run in runs.iterrows():
         params = {c[len("params.") :]: run[c] for c in param_columns if pd.notna(run[c])}
         tags = {c[len("tags.") :]: run[c] for c in tag_columns if pd.notna(run[c])}
-        values = _settings_of(params, tags)
+        values = _settings_of(params, tags, axis)
         setting = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
         settings[setting] = values
         ids.append(setting)
@@ -123,7 +140,8 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
         {
             "method": runs["tags.method"].to_numpy(),
             "setting": ids,
-            "n_labels": pd.to_numeric(runs["params.labels.n"]).astype(int).to_numpy(),
+            "n_labels": _axis_values(runs, axis).to_numpy(),
+            "no_pool": reads_no_pool(runs).to_numpy(),
             "seed": pd.to_numeric(runs["params.seed"]).astype(int).to_numpy(),
             "accuracy": pd.to_numeric(runs["metrics.test/accuracy"]).to_numpy(),
             "protocol": protocols.to_numpy(),
@@ -136,9 +154,36 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
             "command": _column(runs, "tags.tiedae.command").fillna("").to_numpy(),
         }
     ).dropna(subset=["accuracy"])
+    tidy = _everywhere_without_pool(tidy, axis).drop(columns="no_pool")
     tidy.insert(0, "row", tidy["setting"].map(row_names(tidy, settings)))
     tidy.attrs["settings"] = {k: v for k, v in settings.items() if k in set(tidy["setting"])}
     return tidy
+
+
+def _axis_values(runs: pd.DataFrame, axis: stats.Axis) -> pd.Series:
+    """The runs' values along ``axis``: whole numbers as int, shares as float; NaN where a run
+    has none (a run that reads no pool, along a pool axis)."""
+    values = pd.to_numeric(_column(runs, f"params.{axis.param}"), errors="coerce")
+    whole = values.dropna()
+    return values.astype("Int64") if (whole % 1 == 0).all() else values
+
+
+def reads_no_pool(runs: pd.DataFrame) -> pd.Series:
+    """Runs that neither pretrain an autoencoder nor train with an objective."""
+    pretrain = _column(runs, "params.pretrain.name").fillna("none")
+    objective = _column(runs, "params.objective.name").fillna("none")
+    return ~pretrain.isin(POOL_PRETRAININGS) & objective.eq("none")
+
+
+def _everywhere_without_pool(tidy: pd.DataFrame, axis: stats.Axis) -> pd.DataFrame:
+    """Along a pool axis, each run that reads no pool (``no_pool``) copied to every value of
+    the axis."""
+    if not axis.param.startswith(POOL_PREFIX):
+        return tidy
+    without = tidy["no_pool"].astype(bool)
+    values = sorted(tidy.loc[~without, "n_labels"].dropna().unique())
+    copies = [tidy[without].assign(n_labels=value) for value in values]
+    return pd.concat([tidy[~without], *copies], ignore_index=True).dropna(subset=["n_labels"])
 
 
 def at_labels(runs: pd.DataFrame, counts: list[int]) -> pd.DataFrame:
@@ -253,7 +298,9 @@ def uneven_seeds(kept: pd.DataFrame) -> list[tuple[int, int, int, str]]:
     return found
 
 
-def uneven_seed_notes(kept: pd.DataFrame, latex: bool = False) -> str:
+def uneven_seed_notes(
+    kept: pd.DataFrame, latex: bool = False, axis: stats.Axis = stats.LABELS
+) -> str:
     """The columns ``uneven_seeds`` finds: a Markdown list, or a small LaTeX paragraph to
     follow the tabular."""
 
@@ -261,7 +308,7 @@ def uneven_seed_notes(kept: pd.DataFrame, latex: bool = False) -> str:
         return rf"\texttt{{{text.replace('--', '-{}-')}}}" if latex else f"`{text}`"
 
     lines = [
-        f"{n} labels: rows have {fewest} to {most} seeds; "
+        f"{axis.column(n)}: rows have {fewest} to {most} seeds; "
         + (f"seeds {shared} are in every row ({code(f'--seeds {shared}')} tables only those)"
            if shared else "no seed is in every row")
         for n, fewest, most, shared in uneven_seeds(kept)
@@ -275,7 +322,9 @@ def uneven_seed_notes(kept: pd.DataFrame, latex: bool = False) -> str:
     return "\n".join([heading, "", *[f"- {line}" for line in lines]]) + "\n"
 
 
-def comparison_notes(summary: pd.DataFrame, pairs: dict[str, str]) -> str:
+def comparison_notes(
+    summary: pd.DataFrame, pairs: dict[str, str], axis: stats.Axis = stats.LABELS
+) -> str:
     """Markdown: each pretrained row, its scratch row, and the difference at each count."""
     if not pairs:
         return ""
@@ -285,7 +334,7 @@ def comparison_notes(summary: pd.DataFrame, pairs: dict[str, str]) -> str:
     for row in stats.method_order(pairs):
         scratch = pairs[row]
         gaps = [
-            f"{n} labels {100 * (means[(row, n)] - means[(scratch, n)]):+.1f}"
+            f"{axis.column(n)} {100 * (means[(row, n)] - means[(scratch, n)]):+.1f}"
             for n in sorted(summary.loc[summary["row"] == row, "n_labels"])
             if (scratch, n) in means.index
         ]
@@ -294,15 +343,15 @@ def comparison_notes(summary: pd.DataFrame, pairs: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    header = ["method", *[f"{c} labels" for c in table.columns]]
+def to_markdown(table: pd.DataFrame, axis: stats.Axis = stats.LABELS) -> str:
+    header = ["method", *[axis.column(c) for c in table.columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, row in table.iterrows():
         lines.append("| " + " | ".join([str(method), *row.astype(str)]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def to_latex(table: pd.DataFrame) -> str:
+def to_latex(table: pd.DataFrame, axis: stats.Axis = stats.LABELS) -> str:
     def cell(text: str) -> str:
         return text.replace("±", r"$\pm$").replace("_", r"\_").replace("—", "--")
 
@@ -310,7 +359,7 @@ def to_latex(table: pd.DataFrame) -> str:
     lines = [
         r"\begin{tabular}{" + columns + "}",
         r"\toprule",
-        " & ".join(["method", *[f"{c} labels" for c in table.columns]]) + r" \\",
+        " & ".join(["method", *[axis.column(c) for c in table.columns]]) + r" \\",
         r"\midrule",
         *[" & ".join([cell(str(m)), *map(cell, row.astype(str))]) + r" \\"
           for m, row in table.iterrows()],
@@ -321,22 +370,23 @@ def to_latex(table: pd.DataFrame) -> str:
 
 
 def accuracy_plot(
-    summary: pd.DataFrame, path: Path, title: str, styles: dict[str, dict[str, str]]
-) -> Path:
-    """Test accuracy against labeled count, one line per row in ``styles`` (``row_styles``)."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    summary: pd.DataFrame, path: Path, title: str, styles: dict[str, dict[str, str]],
+    axis: stats.Axis = stats.LABELS,
+) -> Path:  # fmt: skip
+    """Test accuracy along ``axis``, one line per row in ``styles`` (``row_styles``)."""
+    figure, plot = plt.subplots(figsize=(7, 4.5))
     for row, style in styles.items():
         rows = summary[summary["row"] == row].sort_values("n_labels")
-        axis.errorbar(
+        plot.errorbar(
             rows["n_labels"], 100 * rows["mean"], yerr=100 * rows["std"],
             marker="o", capsize=3, label=row, **style,
         )  # fmt: skip
-    axis.set_xscale("log")
-    axis.set_xlabel(stats.LABELED_COUNT_AXIS)
-    axis.set_ylabel("test accuracy (%)")
-    axis.set_title(title)
-    axis.grid(True, which="both", alpha=0.3)
-    stats.legend_beside(axis)
+    plot.set_xscale("log" if axis.log_scale else "linear")
+    plot.set_xlabel(axis.title)
+    plot.set_ylabel("test accuracy (%)")
+    plot.set_title(title)
+    plot.grid(True, which="both", alpha=0.3)
+    stats.legend_beside(plot)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
@@ -380,6 +430,7 @@ def provenance_notes(tidy: pd.DataFrame, sweep_commands: list[str], command: str
 def write_report(
     tidy: pd.DataFrame, folder: Path, sweep: str, command: str,
     sweep_commands: list[str] | None = None, figures: pd.DataFrame | None = None,
+    axis: stats.Axis = stats.LABELS,
 ) -> list[Path]:  # fmt: skip
     """Write table.{md,tex,csv}, runs.csv, accuracy.png, significance.csv, payoff.png,
     README.md and, when methods ran under several protocols, protocols.csv into ``folder``;
@@ -392,7 +443,7 @@ def write_report(
     styles = stats.row_styles(labels)  # one per row, the same in both plots
     marked = stats.write_statistics(
         kept.assign(method=kept["row"]), folder, f"sweep {sweep}: gain over scratch",
-        styles=styles,
+        styles=styles, axis=axis,
     )  # fmt: skip
     tidy = tidy.assign(row=labels)
     summary = summarize(tidy)
@@ -402,12 +453,13 @@ def write_report(
     protocols = stats.compare_protocols(kept.assign(method=kept["row"]))
     kept = kept.assign(row=tidy["row"])
     notes = [
-        str(marked["power"]), uneven_seed_notes(kept), stats.protocol_notes(protocols),
-        comparison_notes(summary, pairs),
+        str(marked["power"]), uneven_seed_notes(kept, axis=axis), stats.protocol_notes(protocols),
+        comparison_notes(summary, pairs, axis),
     ]  # fmt: skip
-    body = marked["md"] if len(table) else to_markdown(table)
+    body = marked["md"] if len(table) else to_markdown(table, axis)
     markdown = body + "".join(f"\n{note}" for note in notes if note)
-    latex = (marked["tex"] if len(table) else to_latex(table)) + uneven_seed_notes(kept, latex=True)
+    latex = marked["tex"] if len(table) else to_latex(table, axis)
+    latex += uneven_seed_notes(kept, latex=True, axis=axis)
     if marked["power"]:
         latex += f"\n\\par\\smallskip\\noindent{{\\small {marked['power']}}}\n"
     paths = {
@@ -431,7 +483,7 @@ def write_report(
     summary.to_csv(paths["csv"], index=False)
     runs = tidy.assign(kept=tidy.index.isin(kept.index)).drop(columns=["method", "setting"])
     runs.sort_values(["row", "n_labels", "seed", "start"]).to_csv(paths["runs"], index=False)
-    accuracy_plot(summary, paths["png"], f"sweep {sweep}: test accuracy vs labels", styles)
+    accuracy_plot(summary, paths["png"], f"sweep {sweep}: test accuracy", styles, axis)
     paths["readme"].write_text(
         f"# Sweep `{sweep}`\n\n"
         + (f"{reproduction}\n" if reproduction else "")
@@ -463,6 +515,12 @@ def main(argv: list[str] | None = None) -> int:
         "--published", type=Path, metavar="CSV",
         help="published figures to compare with (columns method, n_labels, accuracy in %%, "
              "source), e.g. experiments/reproduction/published.csv",
+    )  # fmt: skip
+    parser.add_argument(
+        "--axis", choices=sorted(stats.AXES), default="labels",
+        help="what the columns count: labels (labels.n), pool (unlabeled.n: images in the "
+             "unlabeled pool) or mismatch (unlabeled.mismatch); runs that read no pool stand "
+             "at every value of a pool axis",
     )  # fmt: skip
     parser.add_argument(
         "--labels", type=_numbers("labeled counts, e.g. 500 or 100,500"), metavar="N[,N...]",
@@ -505,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep = ",".join(names)
     runs = pd.concat([tracker.jobs_frame(name) for name in names], ignore_index=True)
     runs = at_labels(runs, args.labels) if args.labels else runs
-    tidy = tidy_runs(at_seeds(runs, args.seeds) if args.seeds else runs)
+    axis = stats.AXES[args.axis]
+    tidy = tidy_runs(at_seeds(runs, args.seeds) if args.seeds else runs, axis)
     if tidy.empty:
         counts = f" at labels {args.labels}" if args.labels else ""
         counts += f" of seeds {args.seeds}" if args.seeds else ""
@@ -518,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = [
         line for p in parents for line in tracker.run_tags(p).get(SWEEP_COMMANDS, "").splitlines()
     ]  # fmt: skip
-    paths = write_report(tidy, folder, sweep, command, commands, figures)
+    paths = write_report(tidy, folder, sweep, command, commands, figures, axis)
     if parents:
         from tiedae.tracking import RunLog
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -30,6 +32,45 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats as sps  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Axis:
+    """What a table's columns count (the tidy frame's ``n_labels`` column holds its values):
+    the run param it comes from, how a column and a value are named, the plots' x label."""
+
+    param: str = "labels.n"
+    header: str = "{} labels"  # a column's name, from its value
+    title: str = "labeled images per run (labels.count)"  # budget validates a share of these
+    log_scale: bool = True
+    set_by: tuple[str, ...] = ()  # the settings a sweep varies to move along it: not a row's
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return (self.param, *self.set_by)
+
+    def column(self, value: Any) -> str:
+        number = f"{value:g}" if isinstance(value, float) else str(value)
+        return self.header.format(number)
+
+
+LABELS = Axis()
+# The axes a table can sweep besides labels (python -m tiedae.report --axis NAME).
+AXES = {
+    "labels": LABELS,
+    "pool": Axis(
+        "unlabeled.n",
+        "{} unlabeled",
+        "unlabeled images in the pool (unlabeled.n)",
+        set_by=("unlabeled.size",),
+    ),
+    "mismatch": Axis(
+        "unlabeled.mismatch",
+        "mismatch {}",
+        "share of the pool outside the labeled classes",
+        log_scale=False,
+    ),
+}
 
 REFERENCE = "scratch"
 ALPHA = 0.05
@@ -87,7 +128,9 @@ def spread_of(comparisons: pd.DataFrame) -> pd.Series:
     return half / t * np.sqrt(n)
 
 
-def power_note(comparisons: pd.DataFrame, alpha: float = ALPHA, power: float = POWER) -> str:
+def power_note(
+    comparisons: pd.DataFrame, alpha: float = ALPHA, power: float = POWER, axis: Axis = LABELS
+) -> str:
     """One line: per labeled count, the smallest gain over scratch the table's seeds detect at
     ``power`` (paired t, ``alpha`` two-sided, before Holm), from the median spread of the
     paired differences against scratch at that count."""
@@ -98,7 +141,7 @@ def power_note(comparisons: pd.DataFrame, alpha: float = ALPHA, power: float = P
     for n_labels, cell in against.assign(sd=spread_of(against)).groupby("n_labels"):
         n = int(cell["n_pairs"].median())
         smallest = 100 * detectable_difference(float(cell["sd"].median()), n, alpha, power)
-        parts.append(f"{n_labels} labels: {smallest:.1f} points ({n} seeds)")
+        parts.append(f"{axis.column(n_labels)}: {smallest:.1f} points ({n} seeds)")
     return (
         f"Smallest gain over scratch these seeds detect with {power:.0%} power (paired t, "
         f"α = {alpha} two-sided before Holm, median spread of the paired differences at that "
@@ -333,20 +376,20 @@ LEGEND = (
 )
 
 
-def to_markdown(cells: pd.DataFrame) -> str:
-    header = ["method", *[f"{c} labels" for c in cells.columns]]
+def to_markdown(cells: pd.DataFrame, axis: Axis = LABELS) -> str:
+    header = ["method", *[axis.column(c) for c in cells.columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, row in cells.iterrows():
         lines.append("| " + " | ".join([str(method), *(_cell_text(c, False) for c in row)]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def to_latex(cells: pd.DataFrame) -> str:
+def to_latex(cells: pd.DataFrame, axis: Axis = LABELS) -> str:
     """A booktabs tabular; the marks need ``amsmath`` (``\\text``)."""
     lines = [
         r"\begin{tabular}{l" + "r" * len(cells.columns) + "}",
         r"\toprule",
-        " & ".join(["method", *[f"{c} labels" for c in cells.columns]]) + r" \\",
+        " & ".join(["method", *[axis.column(c) for c in cells.columns]]) + r" \\",
         r"\midrule",
     ]
     for method, row in cells.iterrows():
@@ -399,15 +442,12 @@ def legend_beside(axis) -> None:
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
-# Under protocol=budget a share of these labels validates, so they are not all training images.
-LABELED_COUNT_AXIS = "labeled images per run (labels.count)"
-
-
 def payoff_plot(
     comparisons: pd.DataFrame,
     path: Path,
     title: str,
     styles: Mapping[str, Mapping[str, str]] | None = None,
+    axis: Axis = LABELS,
 ) -> Path:
     """Difference from scratch (percentage points) with its 95% interval against labeled count,
     one line per method; above 0 pretraining (or the method) pays off. ``styles``: each row
@@ -419,24 +459,24 @@ def payoff_plot(
         for (protocol, method), rows in against.groupby(["protocol", "method"])
     }
     styles = {**row_styles(lines), **(styles or {})}
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, plot = plt.subplots(figsize=(7, 4.5))
     for label in method_order(lines):
         rows = lines[label]
         mean = 100 * rows["mean_diff"].to_numpy()
         low = mean - 100 * rows["ci_low"].to_numpy()
         high = 100 * rows["ci_high"].to_numpy() - mean
-        axis.errorbar(
+        plot.errorbar(
             rows["n_labels"], mean, yerr=np.nan_to_num([low, high]), marker="o", capsize=3,
             label=label, **styles[label],
         )  # fmt: skip
-    axis.axhline(0.0, color="black", linewidth=0.8)
-    axis.set_xscale("log")
-    axis.set_xlabel(LABELED_COUNT_AXIS)
-    axis.set_ylabel("accuracy − scratch (percentage points)")
-    axis.set_title(title)
-    axis.grid(True, which="both", alpha=0.3)
+    plot.axhline(0.0, color="black", linewidth=0.8)
+    plot.set_xscale("log" if axis.log_scale else "linear")
+    plot.set_xlabel(axis.title)
+    plot.set_ylabel("accuracy − scratch (percentage points)")
+    plot.set_title(title)
+    plot.grid(True, which="both", alpha=0.3)
     if len(against):
-        legend_beside(axis)
+        legend_beside(plot)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
@@ -448,6 +488,7 @@ def write_statistics(
     title: str,
     baselines: Iterable[str] | None = None,
     styles: Mapping[str, Mapping[str, str]] | None = None,
+    axis: Axis = LABELS,
 ) -> dict[str, Path | str]:
     """significance.csv (every comparison), payoff.png, and the marked table's Markdown and
     LaTeX text (returned under "md" and "tex" for the caller to write where it wants)."""
@@ -457,8 +498,8 @@ def write_statistics(
     csv = folder / "significance.csv"
     comparisons.to_csv(csv, index=False)
     styles = styles or row_styles(protocol_rows(tidy)["method"])
-    png = payoff_plot(comparisons, folder / "payoff.png", title, styles)
+    png = payoff_plot(comparisons, folder / "payoff.png", title, styles, axis)
     return {
-        "csv": csv, "png": png, "md": to_markdown(cells), "tex": to_latex(cells),
-        "power": power_note(comparisons),
+        "csv": csv, "png": png, "md": to_markdown(cells, axis), "tex": to_latex(cells, axis),
+        "power": power_note(comparisons, axis=axis),
     }  # fmt: skip
