@@ -181,3 +181,28 @@ def test_a_run_logs_the_settings_of_its_labeled_count(store):
     assert job.data.params["objective.hidden_noise"] == "0.1"
     assert not any(key.startswith("objective.by_labels") for key in job.data.params)
     assert cfg.objective.by_labels["50"] == OmegaConf.create({"hidden_noise": 0.1})
+
+
+def test_each_ablation_switches_back_exactly_its_ingredients():
+    """conf/ladder_ablation: the reference changes nothing; each other variant differs from it
+    in the keys its ledger line names, and earlier_variant in all of them."""
+    from tiedae.config import CONFIG_DIR
+
+    def section(variant: str) -> dict:
+        cfg = make_config("experiment=reproduction_ablation", "method=ladder_untied",
+                          f"+ladder_ablation={variant}", "hydra.mode=RUN")  # fmt: skip
+        return OmegaConf.to_container(cfg.objective)
+
+    reference = section("reference")
+    assert reference == OmegaConf.to_container(
+        make_config("method=ladder_untied", "objective.steps_per_epoch=600").objective
+    )
+    changed = {}
+    for path in sorted((CONFIG_DIR / "ladder_ablation").glob("*.yaml")):
+        variant = section(path.stem)
+        changed[path.stem] = {k for k in reference if variant[k] != reference[k]}
+    assert changed["reference"] == set()
+    assert changed["bn_unlabeled"] == {"bn_statistics"}
+    assert changed["constant_rate"] == {"lr_decay_start"}
+    singles = set().union(*(keys for name, keys in changed.items() if name != "earlier_variant"))
+    assert singles - {"patience"} <= changed["earlier_variant"]
