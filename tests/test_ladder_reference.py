@@ -206,3 +206,12 @@ def test_each_ablation_switches_back_exactly_its_ingredients():
     assert changed["constant_rate"] == {"lr_decay_start"}
     singles = set().union(*(keys for name, keys in changed.items() if name != "earlier_variant"))
     assert singles - {"patience"} <= changed["earlier_variant"]
+
+
+def test_settings_of_a_count_not_run_do_not_stop_a_run_with_other_sizes():
+    from tiedae.objectives import check_objective
+
+    other = ["method=ladder_tied", "model.sizes=[32,16]", "objective.costs=[1.0,1.0,0.1,0.1]"]
+    check_objective(make_config(*other, "labels.count=100"))  # the 1000-label costs unused
+    with pytest.raises(ConfigError, match=r"objective.by_labels.1000: objective.costs="):
+        check_objective(make_config(*other, "labels.count=1000"))

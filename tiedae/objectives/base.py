@@ -112,12 +112,18 @@ def for_labels(section: DictConfig, n_labels: int) -> DictConfig:
 
 def _check_by_labels(section: DictConfig, cfg: DictConfig) -> list[str]:
     """Every ``by_labels`` entry: a positive count of settings the objective already has,
-    which, merged in, pass the objective's own checks."""
+    which, merged in, pass the objective's own checks — those of counts above
+    ``labels.count`` (when it is a number) only for their form: a run at 100 labels with
+    other ``model.sizes`` is not stopped by the 1000-label costs it never uses."""
     entries = section.get(BY_LABELS)
     if entries is None:
         return []
     if not OmegaConf.is_dict(entries):
         return [f"objective.{BY_LABELS}={entries!r} must map labeled counts to settings"]
+    count_run = cfg.get("labels", {}).get("count")
+    applies = (
+        count_run if isinstance(count_run, int) and cfg.labels.get("fraction") is None else None
+    )
     problems: list[str] = []
     for count, settings in entries.items():
         where = f"objective.{BY_LABELS}.{count}"
@@ -127,6 +133,8 @@ def _check_by_labels(section: DictConfig, cfg: DictConfig) -> list[str]:
         unknown = sorted(set(settings) - set(section) - {BY_LABELS})
         if unknown:
             problems.append(f"{where} sets {', '.join(unknown)}, which the objective does not have")
+            continue
+        if applies is not None and int(count) > applies:
             continue
         merged = OmegaConf.merge(for_labels(section, 0), settings)
         problems += [f"{where}: {p}" for p in OBJECTIVES[section.name].check(merged, cfg)]
