@@ -12,6 +12,7 @@ from tiedae.data import (
     aligned_empty,
     find_fashion_mnist_dir,
     labeled_count,
+    labeled_shortfall,
     load_cifar10,
     load_dataset,
     load_digits_splits,
@@ -367,3 +368,14 @@ def test_idx_or_cifar_labels_that_are_not_integers_are_refused(tmp_path):
     batch.write_bytes(pickle.dumps({b"data": np.tile(flat, (3, 1)), b"labels": [0.5, 1, 2]}))
     with pytest.raises(DataError, match="test labels are float64, not integer class ids"):
         load_cifar10(str(tmp_path), valid_size=3)
+
+
+def test_labeled_shortfall_counts_the_classes_short_of_what_the_protocol_needs():
+    assert labeled_shortfall(np.array([2, 3, 2]), needed=2) is None
+    assert labeled_shortfall(np.array([1, 0, 2, 0]), needed=1) == (
+        "2 of the 4 classes without a labeled image (1, 3)"
+    )
+    assert labeled_shortfall(np.array([1, 0, 2, 0]), needed=2) == (
+        "3 of the 4 classes with fewer than 2 labeled images (0, 1, 3; 2 with none)"
+    )
+    assert labeled_shortfall(np.zeros(9, int), needed=1).endswith("(0, 1, 2, 3, 4, 5, ...)")

@@ -857,6 +857,27 @@ def labeled_count(n_train: int, count: int | str | None, fraction: float | None)
     return int(count)
 
 
+def labels_per_class(splits: Splits, n_labeled: int, seed: int) -> np.ndarray:
+    """How many of the ``n_labeled`` training images ``stratified_subset`` draws (with ``seed``,
+    as every run does) fall in each of the dataset's classes."""
+    labeled = stratified_subset(splits.y_train, n_labeled, seed)
+    return np.bincount(splits.y_train[labeled], minlength=splits.n_classes)
+
+
+def labeled_shortfall(per_class: np.ndarray, needed: int) -> str | None:
+    """How many classes have fewer than ``needed`` labeled images and which, in words, e.g.
+    ``5 of the 10 classes without a labeled image (5, 6, 7, 8, 9)``; None when none has."""
+    short = np.flatnonzero(per_class < needed).tolist()
+    if not short:
+        return None
+    classes = f"{len(short)} of the {len(per_class)} classes"
+    if needed == 1:
+        return f"{classes} without a labeled image ({_listed(short)})"
+    empty = int((per_class == 0).sum())
+    none = f"; {empty} with none" if empty else ""
+    return f"{classes} with fewer than {needed} labeled images ({_listed(short)}{none})"
+
+
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Indices of ``size`` examples whose class proportions follow ``labels``.
 
