@@ -71,6 +71,87 @@ def test_damaged_dataset_stops_the_run_early(tmp_path, store, no_training, damag
     assert expected in one_line(error)
 
 
+def write_npz(path, damage: str) -> None:
+    """An .npz of 10 classes of 8x8 float images, damaged as a user might by mistake."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.random((200, 8, 8)).astype(np.float32), "y_train": np.arange(200) % 10,
+        "x_test": rng.random((50, 8, 8)).astype(np.float32), "y_test": np.arange(50) % 10,
+    }  # fmt: skip
+    if damage == "NaN in x_train":
+        arrays["x_train"][[3, 3, 17], [0, 1, 2], [4, 4, 4]] = np.nan
+    elif damage == "inf in x_test":
+        arrays["x_test"][5, 0, 0] = np.inf
+    elif damage == "a gap in y_train":  # class 3 renamed 10 in training only
+        arrays["y_train"] = np.where(arrays["y_train"] == 3, 10, arrays["y_train"])
+    elif damage == "not a zip archive":
+        path.write_text("x,y\n0.5,3\n")
+        return
+    np.savez(path, **arrays)
+
+
+# what each damage must be called; the values shown for NaN lie in [0, 1], so a message about
+# the range would mislead
+NPZ_DAMAGES = {
+    "NaN in x_train": "x_train has 3 non-finite pixels (3 NaN, 0 infinite) in 2 of its 200 images",
+    "inf in x_test": "x_test has 1 non-finite pixel (0 NaN, 1 infinite) in 1 of its 50 images",
+    "a gap in y_train": "y_train has no label of class 3 (its ids run 0..10): class ids must run "
+    "0..k-1 without gaps; y_test has labels of class 3, which y_train never has; y_test has no "
+    "label of class 10, which y_train has",
+    "not a zip archive": "not an .npz archive (a zip of .npy arrays): it starts with b'x,y\\n'",
+}
+
+
+@pytest.mark.parametrize("damage", NPZ_DAMAGES)
+def test_bad_npz_is_named_and_nothing_runs(tmp_path, store, no_training, damage):
+    path = tmp_path / "mine.npz"
+    write_npz(path, damage)
+    with pytest.raises(DataError) as error:
+        no_training(make_config("data=npz", f"data.path={path}", *store))
+    message = one_line(error)
+    assert message.startswith(f"data.path={path}: {NPZ_DAMAGES[damage]}"), message
+    assert "pickle" not in message and "must lie in [0, 1]" not in message
+    assert not find_runs(store_tracker(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["protocol=budget", "labels.count=5"],
+         "labels.count=5 leaves 10 of the 10 classes with fewer than 2 labeled images (0, 1, 2, "
+         "3, 4, 5, ...; 5 with none) in digits: protocol=budget needs 2 per class"),
+        (["labels.count=5"],
+         "labels.count=5 leaves 5 of the 10 classes without a labeled image (0, 2, 4, 6, 9) in "
+         "digits: a classifier cannot learn a class it never sees"),
+        (["protocol=fixed", "labels.fraction=0.004", "labels.count=null"],
+         "labels.fraction=0.004 leaves 5 of the 10 classes without a labeled image"),
+        (["protocol=budget", "labels.count=15"],
+         "labels.count=15 leaves 5 of the 10 classes with fewer than 2 labeled images"),
+    ],
+)  # fmt: skip
+def test_too_few_labels_per_class_are_refused(tmp_path, store, no_training, overrides, expected):
+    with pytest.raises(ConfigError) as error:
+        no_training(make_config("data=digits", *overrides, *store))
+    message = one_line(error)
+    assert message.startswith(expected), message
+    assert message.endswith(
+        "or set labels.allow_few_per_class=true to run anyway (the run is tagged)"
+    )
+    assert not find_runs(store_tracker(tmp_path))
+
+
+def test_too_few_labels_run_only_when_allowed_and_the_run_says_so(tmp_path, store, no_training):
+    cfg = make_config("data=digits", "protocol=budget", "labels.count=5",
+                      "labels.allow_few_per_class=true", *store)  # fmt: skip
+    with pytest.raises(AssertionError, match="training started"):
+        no_training(cfg)  # past every check: this run would train
+    [job] = find_runs(store_tracker(tmp_path))
+    assert job.data.tags["labels.allow_few_per_class"] == "True"
+    assert job.data.tags["labels.min_per_class"] == "0"
+    with pytest.raises(ConfigError, match="labels.allow_few_per_class='yes' must be true or false"):
+        no_training(make_config("data=digits", "labels.allow_few_per_class=yes", *store))
+
+
 @pytest.mark.parametrize("sizes", ["[100,2.5]", "100", "[100,[30]]", "[100,-30]"])
 def test_model_shape_a_tied_decoder_cannot_mirror(store, no_training, sizes):
     with pytest.raises(ConfigError) as error:
@@ -179,3 +260,25 @@ def test_command_line_prints_one_line_and_no_traceback(tmp_path):
         assert len(errors) == 1 and errors[0].startswith(first_line), (case, result.stderr)
         assert "Traceback" not in result.stderr, (case, result.stderr)
     assert not find_runs(store_tracker(tmp_path))  # nothing ran
+
+
+@pytest.mark.slow
+def test_command_line_names_bad_data_and_too_few_labels(tmp_path):
+    """Through the real CLI: NaN pixels and a budget with too few labels per class end in one
+    line and exit status 2, with no run in the store."""
+    nan = tmp_path / "nan.npz"
+    write_npz(nan, "NaN in x_train")
+    cases = {
+        "NaN pixels": (["data=npz", f"data.path={nan}"],
+                       f"tiedae: error: data.path={nan}: {NPZ_DAMAGES['NaN in x_train']}"),
+        "too few labels": (["data=digits", "protocol=budget", "labels.count=5"],
+                           "tiedae: error: labels.count=5 leaves 10 of the 10 classes with fewer "
+                           "than 2 labeled images"),
+    }  # fmt: skip
+    for case, (overrides, first_line) in cases.items():
+        result = run_cli(*store_overrides(tmp_path), *overrides, check=False)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("tiedae: ")]
+        assert result.returncode == 2, (case, result.stderr)
+        assert len(errors) == 1 and errors[0].startswith(first_line), (case, result.stderr)
+        assert "Traceback" not in result.stderr, (case, result.stderr)
+    assert not find_runs(store_tracker(tmp_path))  # nothing ran, nothing RUNNING

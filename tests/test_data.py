@@ -12,6 +12,7 @@ from tiedae.data import (
     aligned_empty,
     find_fashion_mnist_dir,
     labeled_count,
+    labeled_shortfall,
     load_cifar10,
     load_dataset,
     load_digits_splits,
@@ -225,6 +226,11 @@ def test_damaged_cifar10_batches_are_refused_in_one_line(tmp_path, damage, expec
     assert expected in str(error.value) and "\n" not in str(error.value)
 
 
+def with_pixel(images: np.ndarray, value: float) -> np.ndarray:
+    images[3, 2, 1, 0] = value
+    return images
+
+
 def npz_arrays(n=20, shape=(6, 5, 3), k=3):
     rng = np.random.default_rng(0)
     return {
@@ -267,6 +273,24 @@ def test_npz_loads_any_image_size_channels_and_class_count(tmp_path):
         ({"y_train": np.arange(19) % 3}, "x_train holds 20 images but y_train 19 labels"),
         ({"y_train": np.zeros(20, np.int64)}, "with k >= 2"),
         ({"garbage": True}, "not a readable .npz archive"),
+        (
+            {"x_train": with_pixel(np.random.default_rng(0).random((20, 6, 5, 3)), np.nan)},
+            "x_train has 1 non-finite pixel (1 NaN, 0 infinite) in 1 of its 20 images",
+        ),
+        (
+            {"x_unlabeled": np.full((2, 6, 5, 3), np.inf)},
+            "x_unlabeled has 180 non-finite pixels (0 NaN, 180 infinite) in 2 of its 2 images",
+        ),
+        ({"y_train": np.arange(20) % 3 * 2}, "y_train has no label of classes 1, 3 (its ids run 0"),
+        ({"y_test": np.arange(6) % 4}, "y_test has labels of class 3, which y_train never has"),
+        ({"y_test": np.zeros(6, np.int64)}, "y_test has no label of classes 1, 2, which y_train"),
+        (
+            {"y_train": np.array([0, 1, 2] * 6 + [2**40, 5])},
+            "y_train has no label of classes 3, 4, 6, 7, 8, 9, ... (1099511627772 in all) (its "
+            "ids run 0..1099511627776)",
+        ),
+        ({"y_test": np.array([{}] * 6, dtype=object)}, "y_test holds Python objects (dtype=obj"),
+        ({"x_test": np.zeros((6, 6, 0, 3), np.uint8)}, "x_test has shape (6, 6, 0, 3); images"),
     ],
 )
 def test_bad_npz_files_are_refused_in_one_line(tmp_path, change, expected):
@@ -279,3 +303,79 @@ def test_bad_npz_files_are_refused_in_one_line(tmp_path, change, expected):
     with pytest.raises(DataError) as error:
         load_npz(str(path), valid_size=4)
     assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"x_train,y_train\n0.5,1\n", "not an .npz archive (a zip of .npy arrays): it starts "
+                                     "with b'x_tr', not b'PK'"),
+        (b"", "the file is empty, not an .npz archive"),
+        (gzip.compress(b"PK\x03\x04"), "a gzip file, not an .npz archive"),
+        ("npy", "a single .npy array (np.save), not an .npz archive of named arrays (np.savez)"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_an_npz_archive_is_called_so(tmp_path, content, expected):
+    path = tmp_path / "mine.npz"
+    if content == "npy":
+        with open(path, "wb") as stream:
+            np.save(stream, np.zeros((3, 4, 4)))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DataError) as error:
+        load_npz(str(path))
+    message = str(error.value)
+    assert message.startswith(f"data.path={path}: {expected}"), message
+    assert "pickle" not in message and "\n" not in message
+
+
+def data_config(name: str, **values) -> OmegaConf:
+    return OmegaConf.create({"name": name, "classes": None, "max_train": None, **values})
+
+
+def test_every_dataset_is_checked_after_its_classes_and_images_are_chosen(tmp_path):
+    """data.max_train or image sizes that disagree between IDX files: one line, the settings."""
+    write_fashion_dir(tmp_path, n_train=14, n_test=10)
+    cfg = data_config("mnist", dir=str(tmp_path), valid_size=2)
+    assert load_dataset(cfg).n_classes == 10  # every class in training and in test
+    with pytest.raises(DataError) as error:
+        load_dataset(OmegaConf.merge(cfg, {"max_train": 7}))
+    assert str(error.value) == (
+        f"data=mnist data.dir={tmp_path} data.max_train=7: the training split has no label of "
+        "classes 7, 8, 9 (its ids run 0..9): class ids must run 0..k-1 without gaps; the test "
+        "split has labels of classes 7, 8, 9, which the training split never has"
+    )
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((10, 20, 20)))
+    load_mnist.cache_clear()
+    with pytest.raises(DataError) as error:
+        load_dataset(cfg)
+    assert str(error.value) == (
+        f"data=mnist data.dir={tmp_path}: the test images are (20, 20) but the training "
+        "images (28, 28)"
+    )
+
+
+def test_digits_with_a_class_chosen_and_too_few_images_kept_are_refused():
+    cfg = data_config("digits", valid_size=200, test_size=360, classes=[3, 8], max_train=1)
+    with pytest.raises(DataError, match=r"^data=digits data.classes=\[3, 8\] data.max_train=1: "):
+        load_dataset(cfg)
+
+
+def test_idx_or_cifar_labels_that_are_not_integers_are_refused(tmp_path):
+    image = write_cifar_dir(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    flat = image.transpose(2, 0, 1).reshape(1, -1).astype(np.uint8)
+    batch.write_bytes(pickle.dumps({b"data": np.tile(flat, (3, 1)), b"labels": [0.5, 1, 2]}))
+    with pytest.raises(DataError, match="test labels are float64, not integer class ids"):
+        load_cifar10(str(tmp_path), valid_size=3)
+
+
+def test_labeled_shortfall_counts_the_classes_short_of_what_the_protocol_needs():
+    assert labeled_shortfall(np.array([2, 3, 2]), needed=2) is None
+    assert labeled_shortfall(np.array([1, 0, 2, 0]), needed=1) == (
+        "2 of the 4 classes without a labeled image (1, 3)"
+    )
+    assert labeled_shortfall(np.array([1, 0, 2, 0]), needed=2) == (
+        "3 of the 4 classes with fewer than 2 labeled images (0, 1, 3; 2 with none)"
+    )
+    assert labeled_shortfall(np.zeros(9, int), needed=1).endswith("(0, 1, 2, 3, 4, 5, ...)")

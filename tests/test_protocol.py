@@ -117,7 +117,8 @@ CASES = [
     ("tied_frozen", ["labels.count=60", "probes.counts=[20,100]"], "budget"),
     ("logreg_pixels", ["labels.count=60"], "budget"),
     ("tied_greedy_gradual", ["labels.count=15", "classifier.frozen_epochs=2",
-                             "protocol.fixed_epochs=2"], "fixed_epochs"),
+                             "protocol.fixed_epochs=2", "labels.allow_few_per_class=true"],
+     "fixed_epochs"),
     ("transfer_frozen", ["labels.count=30", "data.classes=[5,6,7,8,9]"], "budget"),
     ("tied_propagation", ["labels.count=60"], "budget"),  # tied_greedy_gradual's cached encoder
 ]  # fmt: skip
@@ -153,6 +154,10 @@ def test_budget_never_reads_the_validation_split_and_pairs_methods(monkeypatch, 
         assert job.info.status == "FINISHED"
         assert job.data.tags["protocol"] == "budget"
         assert job.data.tags["protocol.validation"] == validation
+        allowed = job.data.tags.get("labels.allow_few_per_class")  # the fallback is opted into
+        assert (allowed, job.data.tags.get("labels.min_per_class")) == (
+            ("True", "1") if validation == "fixed_epochs" else (None, None)
+        )
         assert job.data.params["protocol.name"] == "budget"
         metrics = finite_metrics(client, job.info.run_id)
         assert ("clf/val_accuracy_at_best" in metrics) == (validation == "budget")

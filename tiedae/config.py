@@ -166,6 +166,9 @@ def _validate_labels(problems: list[str], labels: DictConfig) -> None:
         problems.append(f"labels.fraction={fraction!r} must be in (0, 1]")
     if count is not None and count != "all" and (not _is_int(count) or count < 1):
         problems.append(f"labels.count={count!r} must be a positive integer or 'all'")
+    allow = labels.get("allow_few_per_class", False)
+    if not isinstance(allow, bool):
+        problems.append(f"labels.allow_few_per_class={allow!r} must be true or false")
 
 
 def _validate_protocol(problems: list[str], protocol: DictConfig | None) -> None:
@@ -604,7 +607,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
     settings = {
         **pretrain_settings(cfg),
         "classifier": _without(plain["classifier"], "name"),
-        "labels": plain["labels"],
+        "labels": _without(plain["labels"], "allow_few_per_class"),  # allows, changes nothing
         **protocol_settings(plain),
     }
     if is_sklearn(cfg):  # here the name is the estimator

@@ -9,8 +9,11 @@ Loaders are registered in ``DATASETS``, keyed by ``data.name``:
 - ``npz``: a user's own arrays in one ``.npz`` file (``data.path``), see ``load_npz``;
 - ``digits``: scikit-learn's bundled 8x8 digits, small enough for tests.
 
-Every loader checks shapes, dtypes, label ranges and file integrity and raises a one-line
-``DataError`` naming the file and how to fix it.
+Every loader checks its files (integrity, shapes, dtypes) and raises a one-line ``DataError``
+naming the file and how to fix it; ``load_dataset`` then passes every dataset, after
+``data.classes`` and ``data.max_train``, through one check of what training will read
+(``check_splits``): shapes that agree, finite pixels in [0, 1], label ids 0..k-1 without gaps,
+and the same classes in training and test.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import itertools
+import math
 import pickle
 import struct
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -48,8 +54,12 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_BATCH = "test_batch"
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")  # required; x_unlabeled is optional
+NPZ_OPTIONAL = ("x_unlabeled",)
 IDX_UBYTE = 0x08
 GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first bytes (an empty one's too)
+NPY_MAGIC = b"\x93NUMPY"
+LISTED = 6  # class ids a message lists before "..."
 
 
 class DataError(ValueError):
@@ -102,7 +112,7 @@ def read_idx(path: Path) -> np.ndarray:
     if raw[:2] == GZIP_MAGIC or path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise DataError(f"{path}: not a readable gzip file ({error}); {hint}") from None
     if len(raw) < 4:
         raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header; {hint}")
@@ -116,7 +126,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < header_size:
         raise DataError(f"{path}: truncated inside its header; {hint}")
     shape = struct.unpack(f">{ndim}I", raw[4:header_size])
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)
     found = len(raw) - header_size
     if found != expected:
         raise DataError(
@@ -238,6 +248,11 @@ def _last_for_validation(
 
 def _check_labels(name: str, split: str, labels: np.ndarray, n_classes: int) -> None:
     labels = np.asarray(labels).reshape(-1)
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{name}: {split} labels are {labels.dtype}, not integer class ids; the file is "
+            f"corrupted or not {name}'s"
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise DataError(
             f"{name}: {split} labels run from {labels.min()} to {labels.max()}, outside "
@@ -324,24 +339,16 @@ def load_npz(path: str | None, valid_size: int | float = 0.1) -> Splits:
     optionally ``x_unlabeled`` (images for the autoencoder only).
 
     Images are (n, H, W) or (n, H, W, C), the same size everywhere, uint8 in 0..255 or float in
-    [0, 1]; labels are integers 0..k-1 (k >= 2, the classes are the training labels'). The last
-    ``valid_size`` training images (a count, or a fraction in (0, 1)) are the validation set.
+    [0, 1]; labels are integers 0..k-1 (k >= 2, the classes are the training labels', each of
+    them in ``y_train`` and in ``y_test``). The last ``valid_size`` training images (a count,
+    or a fraction in (0, 1)) are the validation set.
     """
     if not path:
         raise DataError("data=npz needs data.path, the .npz file with x_train, y_train, x_test, "
                         "y_test (and optionally x_unlabeled)")  # fmt: skip
     file = Path(path).expanduser()
     hint = f"save it with np.savez({file.name!r}, x_train=..., y_train=..., x_test=..., y_test=...)"
-    try:
-        with np.load(file, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise DataError(f"data.path={file}: file not found; {hint}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(
-            f"data.path={file}: not a readable .npz archive ({first}); {hint}"
-        ) from None
+    arrays = read_npz(file, hint)
     missing = [key for key in NPZ_KEYS if key not in arrays]
     if missing:
         raise DataError(f"data.path={file} lacks {', '.join(missing)}; {hint}")
@@ -356,19 +363,7 @@ def load_npz(path: str | None, valid_size: int | float = 0.1) -> Splits:
             )
         shape = shape or x.shape[1:]
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(
-                f"data.path={file}: y_{split} is {y.dtype} {y.shape}; labels must be a 1-d "
-                "integer array of class ids 0..k-1 (not one-hot)"
-            )
-        if len(y) != len(x):
-            raise DataError(
-                f"data.path={file}: x_{split} holds {len(x)} images but y_{split} {len(y)} labels"
-            )
-        arrays[f"y_{split}"] = y
+        arrays[f"y_{split}"] = _npz_labels(file, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
     y_train = arrays["y_train"]
     n_classes = int(y_train.max()) + 1 if len(y_train) else 0
     if len(y_train) == 0 or y_train.min() < 0 or n_classes < 2:
@@ -376,6 +371,9 @@ def load_npz(path: str | None, valid_size: int | float = 0.1) -> Splits:
             f"data.path={file}: y_train must hold class ids 0..k-1 with k >= 2; found "
             f"{np.unique(y_train)[:10].tolist()}"
         )
+    problems = label_problems(("y_train", y_train), ("y_test", arrays["y_test"]), n_classes)
+    if problems:
+        raise DataError(f"data.path={file}: {'; '.join(problems)}")
     n_train = len(arrays["x_train"])
     count = round(valid_size * n_train) if isinstance(valid_size, float) else valid_size
     if not 0 < count < n_train:
@@ -389,21 +387,98 @@ def load_npz(path: str | None, valid_size: int | float = 0.1) -> Splits:
     )  # fmt: skip
 
 
+def read_npz(file: Path, hint: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz archive that ``load_npz`` reads (``NPZ_KEYS``, ``NPZ_OPTIONAL``);
+    a DataError names a file that is not an archive, or the member that cannot be read."""
+    try:
+        with open(file, "rb") as stream:
+            head = stream.read(len(NPY_MAGIC))
+    except FileNotFoundError:
+        raise DataError(f"data.path={file}: file not found; {hint}") from None
+    except OSError as error:
+        raise DataError(f"data.path={file}: cannot be read ({error}); {hint}") from None
+    if not head.startswith(ZIP_MAGICS):
+        raise DataError(f"data.path={file}: {_not_an_archive(head)}; {hint}")
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            wanted = [key for key in (*NPZ_KEYS, *NPZ_OPTIONAL) if key in archive.files]
+            return {key: _npz_member(file, archive, key, hint) for key in wanted}
+    except DataError:  # a member named already (DataError is a ValueError)
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(
+            f"data.path={file}: not a readable .npz archive ({_first_line(error)}): truncated "
+            f"or corrupted; {hint}"
+        ) from None
+
+
+def _not_an_archive(head: bytes) -> str:
+    """Why a file whose first bytes are ``head`` is not an .npz archive (a zip of .npy files)."""
+    if not head:
+        return "the file is empty, not an .npz archive"
+    if head.startswith(NPY_MAGIC):
+        return "a single .npy array (np.save), not an .npz archive of named arrays (np.savez)"
+    if head.startswith(GZIP_MAGIC):
+        return "a gzip file, not an .npz archive (a zip of .npy arrays)"
+    return f"not an .npz archive (a zip of .npy arrays): it starts with {head[:4]!r}, not b'PK'"
+
+
+def _npz_member(file: Path, archive, key: str, hint: str) -> np.ndarray:
+    """One array of an open archive; a DataError names a member holding Python objects, one
+    that is not an .npy array, or one cut short."""
+    try:
+        value = archive[key]
+    except ValueError as error:
+        if "pickle" in str(error).lower():
+            raise DataError(
+                f"data.path={file}: {key} holds Python objects (dtype=object), not numbers; "
+                "store numeric arrays (uint8 or float images, integer labels)"
+            ) from None
+        raise DataError(
+            f"data.path={file}: {key} cannot be read ({_first_line(error)}): truncated or "
+            f"corrupted; {hint}"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(
+            f"data.path={file}: {key} cannot be read ({_first_line(error)}): truncated or "
+            f"corrupted; {hint}"
+        ) from None
+    if not isinstance(value, np.ndarray):
+        raise DataError(f"data.path={file}: {key} is not an .npy array inside the archive; {hint}")
+    return value
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _npz_labels(file: Path, split: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``y_<split>`` as a 1-d integer array as long as ``x_<split>``; (n, 1) is accepted."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(
+            f"data.path={file}: y_{split} is {y.dtype} {y.shape}; labels must be a 1-d "
+            "integer array of class ids 0..k-1 (not one-hot)"
+        )
+    if len(y) != len(x):
+        raise DataError(
+            f"data.path={file}: x_{split} holds {len(x)} images but y_{split} {len(y)} labels"
+        )
+    return y
+
+
 def _check_npz_images(file: Path, key: str, x: np.ndarray) -> None:
-    if x.ndim not in (3, 4) or len(x) == 0 and key != "x_unlabeled":
+    if x.ndim not in (3, 4) or 0 in x.shape[1:] or len(x) == 0 and key != "x_unlabeled":
         raise DataError(
             f"data.path={file}: {key} has shape {x.shape}; images must be (n, H, W) or "
             "(n, H, W, C) with n >= 1"
         )
-    if x.dtype == np.uint8:
-        return
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"data.path={file}: {key} is {x.dtype}; use uint8 (0..255) or float (0..1)")
-    if x.size and (not np.isfinite(x).all() or x.min() < 0 or x.max() > 1):
-        raise DataError(
-            f"data.path={file}: {key} is float with values from {np.nanmin(x):g} to "
-            f"{np.nanmax(x):g}; float images must lie in [0, 1] (or store uint8 0..255)"
-        )
+    problem = pixel_problem(key, x)
+    if problem:
+        raise DataError(f"data.path={file}: {problem}")
 
 
 def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
@@ -427,6 +502,157 @@ def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
         y_test=labels[n_train + valid_size :],
         class_names=tuple(str(d) for d in range(10)),
     )
+
+
+# --- the one check every dataset passes before training ----------------------------------
+
+
+def check_splits(splits: Splits, source: str) -> Splits:
+    """``splits`` when a run may train on them; else a one-line DataError starting with
+    ``source`` (the settings that chose the data) and naming every problem: images whose shapes
+    disagree or splits without images, pixels that are not finite or not in [0, 1], label ids
+    outside 0..k-1 or with gaps, classes that training or test has and the other lacks."""
+    problems = shape_problems(splits)
+    if not problems:
+        problems = [*_pixel_problems(splits), *_split_label_problems(splits)]
+    if problems:
+        raise DataError(f"{source}: {'; '.join(problems)}")
+    return splits
+
+
+def _parts(splits: Splits) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, images, labels) of every split, in the user's words; unlabeled images last."""
+    parts = [
+        ("training", splits.x_train, splits.y_train),
+        ("validation", splits.x_valid, splits.y_valid),
+        ("test", splits.x_test, splits.y_test),
+    ]
+    if splits.x_unlabeled is not None:
+        parts.append(("unlabeled", splits.x_unlabeled, None))
+    return parts
+
+
+def shape_problems(splits: Splits) -> list[str]:
+    """Images not (n, H, W[, C]) or not all of one size, labels not one integer per image,
+    no training or no test image."""
+    problems, shape = [], splits.x_train.shape[1:]
+    for part, x, y in _parts(splits):
+        if x.ndim not in (3, 4) or 0 in x.shape[1:]:
+            problems.append(f"the {part} images have shape {x.shape}, not (n, H, W[, C])")
+        elif x.shape[1:] != shape:
+            problems.append(f"the {part} images are {x.shape[1:]} but the training images {shape}")
+        if y is not None and (y.ndim != 1 or len(y) != len(x)):
+            problems.append(f"the {part} split has {len(x)} images but labels of shape {y.shape}")
+        elif y is not None and y.size and not np.issubdtype(y.dtype, np.integer):
+            problems.append(f"the {part} labels are {y.dtype}, not integer class ids")
+    problems += [f"no {part} images" for part, x, _ in _parts(splits)[::2] if len(x) == 0]
+    return problems
+
+
+def _pixel_problems(splits: Splits) -> list[str]:
+    problems = (pixel_problem(f"the {part} images", x) for part, x, _ in _parts(splits))
+    return [problem for problem in problems if problem]
+
+
+def pixel_problem(name: str, images: np.ndarray) -> str | None:
+    """What is wrong with the pixels of ``images`` (called ``name``): how many are NaN or
+    infinite and in how many images, else values outside [0, 1]; None for uint8 or when fine."""
+    if images.dtype == np.uint8 or images.size == 0:
+        return None
+    low, high = images.min(), images.max()  # NaN if any pixel is: one pass each when all is well
+    if np.isfinite(low) and np.isfinite(high) and low >= 0 and high <= 1:
+        return None
+    bad = ~np.isfinite(images)
+    if not bad.any():
+        return (
+            f"{name} is float with values from {low:g} to {high:g}; float images must lie in "
+            "[0, 1] (or store uint8 0..255)"
+        )
+    n_bad, nan = int(bad.sum()), int(np.isnan(images).sum())
+    per_image = bad.reshape(len(images), -1).any(axis=1)
+    return (
+        f"{name} has {_count(n_bad, 'non-finite pixel')} ({nan} NaN, {n_bad - nan} infinite) in "
+        f"{int(per_image.sum())} of its {_count(len(images), 'image')} (the first: image "
+        f"{int(per_image.argmax())}); replace them or drop those images"
+    )
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def _split_label_problems(splits: Splits) -> list[str]:
+    return label_problems(
+        ("the training split", splits.y_train), ("the test split", splits.y_test),
+        splits.n_classes, valid=("the validation split", splits.y_valid),
+    )  # fmt: skip
+
+
+def label_problems(
+    train: tuple[str, np.ndarray], test: tuple[str, np.ndarray], n_classes: int,
+    valid: tuple[str, np.ndarray] | None = None,
+) -> list[str]:  # fmt: skip
+    """Label ids outside 0..n_classes-1, ids of 0..n_classes-1 that training never has (gaps),
+    classes of test (or validation) that training never has, and training classes that test
+    never has; each (name, labels) pair names its labels in the user's words."""
+    (train_name, y_train), (test_name, y_test) = train, test
+    problems = []
+    for name, labels in (train, test, *([valid] if valid else [])):
+        if labels.size and labels.min() < 0:
+            problems.append(f"{name} has negative class ids (down to {labels.min()})")
+    if len(y_train) and y_train.max() >= n_classes:
+        top = n_classes - 1
+        problems.append(f"{train_name} has class ids up to {y_train.max()}, past 0..{top}")
+    if problems:
+        return problems
+    trained = set(np.unique(y_train).tolist())
+    gaps = _absent(trained, n_classes)
+    if gaps:
+        problems.append(
+            f"{train_name} has no label of {_ids(gaps, n_classes - len(trained))} (its ids run "
+            f"0..{n_classes - 1}): class ids must run 0..k-1 without gaps"
+        )
+    for name, labels in (test, *([valid] if valid else [])):
+        unseen = sorted(set(np.unique(labels).tolist()) - trained)
+        if unseen:
+            problems.append(f"{name} has labels of {_ids(unseen)}, which {train_name} never has")
+    untested = sorted(trained - set(np.unique(y_test).tolist()))
+    if untested:
+        problems.append(
+            f"{test_name} has no label of {_ids(untested)}, which {train_name} has: test "
+            "accuracy would say nothing about it"
+        )
+    return problems
+
+
+def _absent(present: set[int], n_classes: int) -> list[int]:
+    """The first ``LISTED`` + 1 ids of 0..n_classes-1 missing from ``present`` (quick even when
+    n_classes is huge: past len(present) every id is missing)."""
+    missing = (c for c in range(n_classes) if c not in present)
+    return list(itertools.islice(missing, LISTED + 1))
+
+
+def _ids(ids: Sequence[int], total: int | None = None) -> str:
+    """``class 3`` or ``classes 3, 5, ... (12 in all)``: at most ``LISTED`` ids shown."""
+    total = len(ids) if total is None else total
+    if total == 1:
+        return f"class {ids[0]}"
+    return f"classes {_listed(ids)}" + (f" ({total} in all)" if total > LISTED else "")
+
+
+def _listed(ids: Sequence[int]) -> str:
+    """``3, 5`` or ``0, 1, 2, 3, 4, 5, ...``: at most ``LISTED`` ids."""
+    return ", ".join(str(c) for c in ids[:LISTED]) + (", ..." if len(ids) > LISTED else "")
+
+
+def describe_source(data_cfg) -> str:
+    """The settings that chose the data, e.g. ``data=npz data.path=mine.npz data.max_train=9``."""
+    words = [f"data={data_cfg.name}"]
+    for key in ("path", "dir", "classes", "max_train"):
+        value = data_cfg.get(key)
+        if value is not None and (key == "path" or data_cfg.name != "npz"):
+            words.append(f"data.{key}={list(value) if key == 'classes' else value}")
+    return " ".join(words)
 
 
 # --- identity: what was read, for the cache and skip keys ---------------------------------
@@ -547,7 +773,8 @@ DATASETS: dict[str, Dataset] = {
 
 
 def load_dataset(data_cfg) -> Splits:
-    """Load the dataset a ``data`` config names, then keep only ``data.classes`` if set."""
+    """Load the dataset a ``data`` config names, keep only ``data.classes`` (if set) and the
+    first ``data.max_train`` training images, and pass the result through ``check_splits``."""
     dataset = DATASETS.get(data_cfg.name)
     if dataset is None:
         raise DataError(
@@ -558,7 +785,8 @@ def load_dataset(data_cfg) -> Splits:
     if classes:
         splits = select_classes(splits, list(classes))
     max_train = data_cfg.get("max_train")
-    return replace(splits, x_train=splits.x_train[:max_train], y_train=splits.y_train[:max_train])
+    splits = replace(splits, x_train=splits.x_train[:max_train], y_train=splits.y_train[:max_train])
+    return check_splits(splits, describe_source(data_cfg))
 
 
 def select_classes(splits: Splits, classes: list[int]) -> Splits:
@@ -627,6 +855,27 @@ def labeled_count(n_train: int, count: int | str | None, fraction: float | None)
     if count is None or count == "all":
         return n_train
     return int(count)
+
+
+def labels_per_class(splits: Splits, n_labeled: int, seed: int) -> np.ndarray:
+    """How many of the ``n_labeled`` training images ``stratified_subset`` draws (with ``seed``,
+    as every run does) fall in each of the dataset's classes."""
+    labeled = stratified_subset(splits.y_train, n_labeled, seed)
+    return np.bincount(splits.y_train[labeled], minlength=splits.n_classes)
+
+
+def labeled_shortfall(per_class: np.ndarray, needed: int) -> str | None:
+    """How many classes have fewer than ``needed`` labeled images and which, in words, e.g.
+    ``5 of the 10 classes without a labeled image (5, 6, 7, 8, 9)``; None when none has."""
+    short = np.flatnonzero(per_class < needed).tolist()
+    if not short:
+        return None
+    classes = f"{len(short)} of the {len(per_class)} classes"
+    if needed == 1:
+        return f"{classes} without a labeled image ({_listed(short)})"
+    empty = int((per_class == 0).sum())
+    none = f"; {empty} with none" if empty else ""
+    return f"{classes} with fewer than {needed} labeled images ({_listed(short)}{none})"
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -28,7 +28,9 @@ from tiedae.data import (
     data_identity,
     dataset_sources,
     labeled_count,
+    labeled_shortfall,
     labeled_view,
+    labels_per_class,
     load_dataset,
     pretraining_holdout,
     pretraining_view,
@@ -127,12 +129,55 @@ def check_labels_fit(cfg: DictConfig, splits: Splits) -> int:
     return labeled_count(n_train, count, cfg.labels.get("fraction"))
 
 
+ALLOW_FEW = "labels.allow_few_per_class"  # the setting (and the tag) that lets too few run
+
+
+def labels_needed_per_class(cfg: DictConfig) -> int:
+    """Labeled images a class needs: one to be learnt at all, two under budget (one validates)."""
+    return 2 if C.protocol_name(cfg) == "budget" else 1
+
+
+def check_labels_per_class(cfg: DictConfig, splits: Splits, n_labeled: int) -> None:
+    """Refuse a labeled subset that leaves some class with fewer images than it needs, unless
+    ``labels.allow_few_per_class=true`` (then the run is tagged, ``few_labels_tags``)."""
+    if cfg.labels.get("allow_few_per_class"):
+        return
+    needed = labels_needed_per_class(cfg)
+    shortfall = labeled_shortfall(labels_per_class(splits, n_labeled, cfg.seed), needed)
+    if shortfall is None:
+        return
+    asked = (
+        f"labels.fraction={cfg.labels.fraction}" if cfg.labels.get("fraction") is not None
+        else f"labels.count={cfg.labels.count}"
+    )  # fmt: skip
+    if needed == 1:
+        why = "a classifier cannot learn a class it never sees; label more images"
+    else:
+        why = (
+            "protocol=budget needs 2 per class, one to train and one to validate; label more "
+            "images, use protocol=fixed"
+        )
+    raise C.ConfigError(
+        f"{asked} leaves {shortfall} in {splits.name}: {why}, or set {ALLOW_FEW}=true to run "
+        "anyway (the run is tagged)"
+    )
+
+
+def few_labels_tags(cfg: DictConfig, splits: Splits, n_labeled: int) -> dict[str, Any]:
+    """With ``labels.allow_few_per_class=true``: the setting and the fewest labeled images of a
+    class, as tags; nothing otherwise."""
+    if not cfg.labels.get("allow_few_per_class"):
+        return {}
+    per_class = labels_per_class(splits, n_labeled, cfg.seed)
+    return {ALLOW_FEW: True, "labels.min_per_class": int(per_class.min())}
+
+
 def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     """Everything that can fail on bad input, done before any training starts."""
     C.validate(cfg)
     check_objective(cfg)
     splits = load_dataset(cfg.data)
-    check_labels_fit(cfg, splits)
+    check_labels_per_class(cfg, splits, check_labels_fit(cfg, splits))
     if C.draws_pool(cfg):  # the pool fits the data (a PoolError otherwise), before any run
         pool_indices(cfg, splits, pretraining_holdout(splits, cfg.protocol))
     if C.is_sklearn(cfg):
@@ -205,7 +250,8 @@ def printed_to(path: Path | None, echo: bool) -> Iterator[None]:
 
 def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     splits, tracker = prepare(cfg)
-    cfg = settle_for_labels(cfg, check_labels_fit(cfg, splits))
+    n_labeled = check_labels_fit(cfg, splits)
+    cfg = settle_for_labels(cfg, n_labeled)
     configure_runtime(cfg)
     sweep = cfg.sweep.get("name")
     settings = C.run_settings(cfg)
@@ -227,7 +273,7 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
         "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
         "pretrained": C.is_pretrained(cfg), "labels": C.labels_label(cfg), "seed": cfg.seed,
         **provenance_tags(cfg, parts), COMMAND: P.command_line(),
-        "protocol": C.protocol_name(cfg),
+        "protocol": C.protocol_name(cfg), **few_labels_tags(cfg, splits, n_labeled),
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
