@@ -857,10 +857,8 @@ def labeled_count(n_train: int, count: int | str | None, fraction: float | None)
     return int(count)
 
 
-def labels_per_class(splits: Splits, n_labeled: int, seed: int) -> np.ndarray:
-    """How many of the ``n_labeled`` training images ``stratified_subset`` draws (with ``seed``,
-    as every run does) fall in each of the dataset's classes."""
-    labeled = stratified_subset(splits.y_train, n_labeled, seed)
+def labels_per_class(splits: Splits, labeled: np.ndarray) -> np.ndarray:
+    """How many of the ``labeled`` training images fall in each of the dataset's classes."""
     return np.bincount(splits.y_train[labeled], minlength=splits.n_classes)
 
 

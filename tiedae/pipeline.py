@@ -137,13 +137,14 @@ def labels_needed_per_class(cfg: DictConfig) -> int:
     return 2 if C.protocol_name(cfg) == "budget" else 1
 
 
-def check_labels_per_class(cfg: DictConfig, splits: Splits, n_labeled: int) -> None:
+def check_labels_per_class(cfg: DictConfig, splits: Splits) -> None:
     """Refuse a labeled subset that leaves some class with fewer images than it needs, unless
     ``labels.allow_few_per_class=true`` (then the run is tagged, ``few_labels_tags``)."""
     if cfg.labels.get("allow_few_per_class"):
         return
     needed = labels_needed_per_class(cfg)
-    shortfall = labeled_shortfall(labels_per_class(splits, n_labeled, cfg.seed), needed)
+    per_class = labels_per_class(splits, labeled_indices(cfg, splits))
+    shortfall = labeled_shortfall(per_class, needed)
     if shortfall is None:
         return
     asked = (
@@ -163,12 +164,12 @@ def check_labels_per_class(cfg: DictConfig, splits: Splits, n_labeled: int) -> N
     )
 
 
-def few_labels_tags(cfg: DictConfig, splits: Splits, n_labeled: int) -> dict[str, Any]:
+def few_labels_tags(cfg: DictConfig, splits: Splits) -> dict[str, Any]:
     """With ``labels.allow_few_per_class=true``: the setting and the fewest labeled images of a
     class, as tags; nothing otherwise."""
     if not cfg.labels.get("allow_few_per_class"):
         return {}
-    per_class = labels_per_class(splits, n_labeled, cfg.seed)
+    per_class = labels_per_class(splits, labeled_indices(cfg, splits))
     return {ALLOW_FEW: True, "labels.min_per_class": int(per_class.min())}
 
 
@@ -177,7 +178,7 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     C.validate(cfg)
     check_objective(cfg)
     splits = load_dataset(cfg.data)
-    check_labels_per_class(cfg, splits, check_labels_fit(cfg, splits))
+    check_labels_per_class(cfg, splits)
     if C.draws_pool(cfg):  # the pool fits the data (a PoolError otherwise), before any run
         pool_indices(cfg, splits, pretraining_holdout(splits, cfg.protocol))
     if C.is_sklearn(cfg):
@@ -250,8 +251,7 @@ def printed_to(path: Path | None, echo: bool) -> Iterator[None]:
 
 def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     splits, tracker = prepare(cfg)
-    n_labeled = check_labels_fit(cfg, splits)
-    cfg = settle_for_labels(cfg, n_labeled)
+    cfg = settle_for_labels(cfg, check_labels_fit(cfg, splits))
     configure_runtime(cfg)
     sweep = cfg.sweep.get("name")
     settings = C.run_settings(cfg)
@@ -273,7 +273,7 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
         "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
         "pretrained": C.is_pretrained(cfg), "labels": C.labels_label(cfg), "seed": cfg.seed,
         **provenance_tags(cfg, parts), COMMAND: P.command_line(),
-        "protocol": C.protocol_name(cfg), **few_labels_tags(cfg, splits, n_labeled),
+        "protocol": C.protocol_name(cfg), **few_labels_tags(cfg, splits),
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
