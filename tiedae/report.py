@@ -28,8 +28,12 @@ from tiedae import stats  # noqa: E402
 
 
 def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
-    """Originals above their reconstructions, as the seed's ``show_reconstructions``."""
-    reconstructions = autoencoder.predict(images, verbose=0)
+    """Originals above their reconstructions, as the seed's ``show_reconstructions``.
+
+    A few images: one eager call (``Model.predict`` would build a tf.data pipeline and trace
+    a predict function for each new model, for a picture).
+    """
+    reconstructions = np.asarray(autoencoder(images, training=False), dtype=np.float32)
     n = len(images)
     figure = plt.figure(figsize=(n * 1.5, 3))
     for index in range(n):
