@@ -54,7 +54,8 @@ HOST, PID = "tiedae.host", "tiedae.pid"
 SWEEP_STARTED = "tiedae.sweep_started_ms"  # on a sweep's parent: when it was last started
 SWEEP_COMMANDS = "tiedae.commands"  # on a sweep's parent: the command lines that ran it
 PARENT = "mlflow.parentRunId"
-SKIPPED = "tiedae.skipped."  # + run key, on a sweep's parent: a job skipped as FINISHED
+SKIPPED = "tiedae.skipped."  # + run key [+ . + launch digest], on a sweep's parent: a job
+# skipped as FINISHED (by that launch)
 LAUNCH = "tiedae.launch"  # on a job: which sweep process launched it (several may share a name)
 LAUNCH_ENV = "TIEDAE_SWEEP_LAUNCH"  # set by the sweep's process, inherited by its workers
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
@@ -288,6 +289,13 @@ def _flush_quietly(log: RunLog) -> None:
     that error behind its own."""
     with contextlib.suppress(Exception):
         log.flush()
+
+
+def skipped_tag(run_key: str, launch: str | None) -> str:
+    """The parent run's tag noting that ``launch`` skipped the job ``run_key``."""
+    if not launch:
+        return f"{SKIPPED}{run_key}"
+    return f"{SKIPPED}{run_key}.{hashlib.sha256(launch.encode()).hexdigest()[:8]}"
 
 
 class Tracker:
@@ -687,35 +695,54 @@ class Tracker:
 
     def note_skipped(self, parent_run_id: str, run_key: str, launch: str | None = None) -> None:
         """Record on the sweep's parent run that a job was skipped (already FINISHED): when,
-        and by which launch."""
+        and by which launch; one tag per job and launch, so that two processes skipping the
+        same job do not overwrite each other's note."""
         stamp = f"{int(time.time() * 1000)} {launch or ''}".rstrip()
-        self.client.set_tag(parent_run_id, f"{SKIPPED}{run_key}", stamp)
+        self.client.set_tag(parent_run_id, skipped_tag(run_key, launch), stamp)
 
     def sweep_progress(
         self, sweep: str, parent_run_id: str, since_ms: int, launch: str | None = None
     ) -> dict[str, int]:
         """What the sweep's jobs did since ``since_ms`` (only those of ``launch``, when given:
-        other processes may run the same sweep): runs ended FINISHED (``done``, of them
-        ``hits`` loaded their pretrained model from the cache), ended otherwise (``failed``),
-        ``running``, and jobs ``skipped`` as already FINISHED."""
-        counts = dict.fromkeys(("done", "failed", "running", "skipped", "hits"), 0)
+        other processes may run the same sweep): jobs whose run ended FINISHED (``done``, of
+        them ``hits`` loaded their pretrained model from the cache), ended otherwise
+        (``failed``), ``running``, and jobs ``skipped`` as already FINISHED.
+
+        A job is counted once, by its run key, however many runs it has (two processes may
+        both run it, or one skip what the other ran): done if one of its runs FINISHED, else
+        running if one runs, else failed; skipped only if none of them ran it meanwhile."""
         where = f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'"
         if launch:
             where += f" and tags.`{LAUNCH}` = '{launch}'"
+        state: dict[str, str] = {}  # run key (or run id, if untagged) -> done|hit|running|failed
+        rank = {"failed": 0, "running": 1, "done": 2, "hit": 3}
         for run in self._search(where, max_results=50000):
             status, ended = run.info.status, run.info.end_time or 0
             if status == "RUNNING":
-                counts["running"] += 1
-            elif ended >= since_ms:
-                counts["done" if status == "FINISHED" else "failed"] += 1
-                if status == "FINISHED" and run.data.tags.get("pretrain.cache") == "hit":
-                    counts["hits"] += 1
-        tags = self.client.get_run(parent_run_id).data.tags
-        for key, value in tags.items():
+                now = "running"
+            elif ended < since_ms:
+                continue
+            elif status == "FINISHED":
+                now = "hit" if run.data.tags.get("pretrain.cache") == "hit" else "done"
+            else:
+                now = "failed"
+            job = run.data.tags.get(RUN_KEY, run.info.run_id)
+            if rank[now] > rank.get(state.get(job, ""), -1):
+                state[job] = now
+        skipped = set()
+        for key, value in self.client.get_run(parent_run_id).data.tags.items():
             if key.startswith(SKIPPED):
                 stamp, _, by = value.partition(" ")
-                counts["skipped"] += int(stamp) >= since_ms and (not launch or by == launch)
-        return counts
+                if int(stamp) >= since_ms and (not launch or by == launch):
+                    skipped.add(key[len(SKIPPED) :].partition(".")[0])
+        states = list(state.values())
+        return {
+            "done": states.count("done") + states.count("hit"),
+            "failed": states.count("failed"),
+            "running": states.count("running"),
+            "skipped": len(skipped - set(state)),
+            "hits": states.count("hit"),
+        }
 
     def sweep_names(self) -> list[str]:
         """Sweep names, newest first."""
