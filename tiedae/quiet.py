@@ -14,6 +14,7 @@ gets it before TensorFlow loads. Nothing that reports a problem is hidden:
   absl's ``WARNING: All log messages before absl::InitializeLog() ...`` notice. Only during
   ``import tensorflow``, the process's stderr is read through a file and written back
   without those two; anything else written then (an error) passes, after the import.
+  ``TF_CPP_MIN_LOG_LEVEL=0`` (set by the user) keeps them too.
 - The Python loggers ``matplotlib`` (font-manager info) and ``mlflow.store.db.utils`` (the
   new store's table creation) log warnings and errors only, unless a level is set already.
 
@@ -52,10 +53,19 @@ def install() -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)
-    if "tensorflow" not in sys.modules and not any(
-        isinstance(finder, _QuietImport) for finder in sys.meta_path
+    if (
+        _level() >= 1  # TF_CPP_MIN_LOG_LEVEL=0, set by the user: every line, these two too
+        and "tensorflow" not in sys.modules
+        and not any(isinstance(finder, _QuietImport) for finder in sys.meta_path)
     ):
         sys.meta_path.insert(0, _QuietImport())
+
+
+def _level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
 
 
 @contextlib.contextmanager
