@@ -75,6 +75,7 @@ by `method`. Models: each job logs its classifier (`classifier`), each pretraini
 (`pretrained`), as MLflow Keras models; the Dataset column shows the images each run used
 (contexts training, labeled, validation, test). `python -m tiedae.report` makes the table.
 """
+RUN_NAME_COLUMN = "attributes.`Run Name`"  # the runs table's first column, as the UI names it
 SHARED_VIEW, SHARE_KEY = "mlflow.sharedViewState.", "viewStateShareKey"  # the UI's Share
 EXPERIMENT_TAGS = {NOTE: EXPERIMENT_DESCRIPTION, EXPERIMENT_KIND: "custom_model_development"}
 
@@ -341,12 +342,13 @@ class Tracker:
         return self
 
     def runs_url(self, base: str, sweep: str | None = None) -> str:
-        """The UI page of this experiment's runs table (MLflow 3 may otherwise open on GenAI),
-        showing the job runs (one sweep's, if named) with method, labeled count, seed and test
-        accuracy as columns, best first: a view stored in the experiment, as MLflow's Share
-        button stores one."""
+        """The UI page of this experiment's runs table in Model-training mode (MLflow 3 may
+        otherwise open on GenAI), showing the job runs (one sweep's, if named) grouped by
+        method and labeled count, test accuracy averaged over each group's seeds, best first:
+        a view stored in the experiment, as MLflow's Share button stores one."""
         key = self.share_runs_view(sweep)
-        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{SHARE_KEY}={key}"
+        query = f"workflowType=machine_learning&{SHARE_KEY}={key}"  # not the GenAI pages
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
 
     def share_runs_view(self, sweep: str | None = None) -> str:
         """Store the comparison view of the runs table as a shared view state; its key."""
@@ -360,12 +362,31 @@ class Tracker:
                 "metrics.`test/accuracy`", "tags.`method`", "params.`labels.n`", "params.`seed`",
                 "attributes.`Dataset`",
             ],
+            # the comparison: a row per method and labeled count, its runs (the seeds)
+            # folded under it, test accuracy their mean
+            "groupBy": {"aggregateFunction": "average", "groupByKeys": [
+                {"mode": "tag", "groupByData": "method"},
+                {"mode": "param", "groupByData": "labels.n"},
+            ]},
+            "groupsExpanded": {group: False for group in self._job_groups(where)},
+            "useGroupedValuesInCharts": True,
+            # the group's name (method, labeled count) whole, its mean next to it
+            "columnOrder": [RUN_NAME_COLUMN, "metrics.`test/accuracy`", "tags.`method`",
+                            "params.`labels.n`", "params.`seed`"],
+            "columnWidths": {RUN_NAME_COLUMN: 460, "metrics.`test/accuracy`": 130},
         }  # fmt: skip
         text = json.dumps(state, sort_keys=True)
         key = hashlib.sha256(text.encode()).hexdigest()[:32]
         packed = "deflate;" + base64.b64encode(zlib.compress(text.encode())).decode()
         self.client.set_experiment_tag(self.experiment_id, f"{SHARED_VIEW}{key}", packed)
         return key
+
+    def _job_groups(self, where: str) -> list[str]:
+        """The UI's ids of the view's groups (one per method and labeled count) among the
+        runs matching ``where``: ``tag.method.<method>,param.labels.n.<count>``."""
+        runs = self._search(where, max_results=50000)
+        pairs = {(r.data.tags.get("method"), r.data.params.get("labels.n")) for r in runs}
+        return sorted(f"tag.method.{m},param.labels.n.{n}" for m, n in pairs)
 
     def _artifact_location(self) -> str | None:
         """``tracking.artifact_dir`` as a file URI, the folder created; None: the store's own."""
