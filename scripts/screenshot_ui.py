@@ -44,11 +44,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", help="a tracking URI that holds the sweep (default: run it)")
     parser.add_argument("--sweep", default="smoke", help="the sweep whose jobs are shown")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "mlflow-ui-runs.png")
-    parser.add_argument("--text", type=Path, help="also write the page's text here")
+    parser.add_argument(
+        "--chart-out",
+        type=Path,
+        default=ROOT / "docs" / "mlflow-ui-chart.png",
+        help="the same view's chart: mean test accuracy against labeled count",
+    )
+    parser.add_argument("--text", type=Path, help="also write the pages' text here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         uri = args.store or smoke_sweep(Path(folder))
-        path, text = screenshot(uri, args.out, args.sweep)
+        path, text = screenshot(uri, args.out, args.sweep, chart_out=args.chart_out)
         print(f"screenshot: {path}")
         if args.text:
             args.text.write_text(text)

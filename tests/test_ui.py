@@ -73,6 +73,13 @@ def test_the_view_groups_the_jobs_by_method_and_labeled_count_averaging_over_see
         "tag.method.tied,param.labels.n.100": False,
     }
     assert state["columnOrder"][:2] == ["attributes.`Run Name`", "metrics.`test/accuracy`"]
+    [chart] = state["compareRunCharts"]
+    assert (chart["type"], chart["xaxis"], chart["yaxis"]) == (
+        "SCATTER",
+        {"key": "labels.n", "type": "PARAM"},
+        {"key": "test/accuracy", "type": "METRIC"},
+    )
+    assert state["compareRunSections"][0]["uuid"] == chart["metricSectionId"]
 
 
 @pytest.mark.slow
@@ -93,7 +100,8 @@ def test_the_screenshot_script_photographs_the_comparison(tmp_path):
     out = tmp_path / "ui.png"
     result = subprocess.run(
         [sys.executable, "scripts/screenshot_ui.py", "--store", tracker.settings.uri,
-         "--sweep", "tiny", "--out", str(out), "--text", str(tmp_path / "page.txt")],
+         "--sweep", "tiny", "--out", str(out), "--text", str(tmp_path / "page.txt"),
+         "--chart-out", str(tmp_path / "chart.png")],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -107,3 +115,6 @@ def test_the_screenshot_script_photographs_the_comparison(tmp_path):
     assert "Group: method: tied-autoencoder-frozen, labels.n: 50" in page
     assert "scratch n=50 seed=1" not in page  # folded under its group
     assert "viewing a shared view" not in page and "Ask questions about" not in page
+    # the chart view: the groups' means against their labeled count, first of its charts
+    assert "tiedae: test accuracy by labeled count" in page and "labels.n vs. test/accuracy" in page
+    assert (tmp_path / "chart.png").read_bytes()[:8] == png[:8]

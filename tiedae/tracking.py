@@ -75,6 +75,7 @@ by `method`. Models: each job logs its classifier (`classifier`), each pretraini
 (`pretrained`), as MLflow Keras models; the Dataset column shows the images each run used
 (contexts training, labeled, validation, test). `python -m tiedae.report` makes the table.
 """
+COMPARISON_SECTION = "tiedae-comparison"  # the view's chart section
 RUN_NAME_COLUMN = "attributes.`Run Name`"  # the runs table's first column, as the UI names it
 SHARED_VIEW, SHARE_KEY = "mlflow.sharedViewState.", "viewStateShareKey"  # the UI's Share
 EXPERIMENT_TAGS = {NOTE: EXPERIMENT_DESCRIPTION, EXPERIMENT_KIND: "custom_model_development"}
@@ -353,6 +354,7 @@ class Tracker:
     def share_runs_view(self, sweep: str | None = None) -> str:
         """Store the comparison view of the runs table as a shared view state; its key."""
         where = f"tags.`{ROLE}` = 'job'" + (f" and tags.`{SWEEP}` = '{sweep}'" if sweep else "")
+        groups, metric_prefixes = self._job_groups(where)
         state = {
             "searchFilter": where, "orderByKey": "metrics.`test/accuracy`", "orderByAsc": False,
             "startTime": "ALL", "lifecycleFilter": "Active", "modelVersionFilter": "All Runs",
@@ -368,12 +370,31 @@ class Tracker:
                 {"mode": "tag", "groupByData": "method"},
                 {"mode": "param", "groupByData": "labels.n"},
             ]},
-            "groupsExpanded": {group: False for group in self._job_groups(where)},
+            "groupsExpanded": {group: False for group in groups},
             "useGroupedValuesInCharts": True,
             # the group's name (method, labeled count) whole, its mean next to it
             "columnOrder": [RUN_NAME_COLUMN, "metrics.`test/accuracy`", "tags.`method`",
                             "params.`labels.n`", "params.`seed`"],
             "columnWidths": {RUN_NAME_COLUMN: 460, "metrics.`test/accuracy`": 130},
+            # the chart view (compareRunsMode=CHART): each group's mean against its count
+            "compareRunSections": [{
+                "uuid": COMPARISON_SECTION, "name": "tiedae: test accuracy by labeled count",
+                "display": True, "isReordered": False, "deleted": False, "isGenerated": False,
+            }] + [  # the UI's own sections, one per metric prefix, below it and folded
+                {"uuid": f"tiedae-{prefix}", "name": prefix, "display": False,
+                 "isReordered": False, "deleted": False, "isGenerated": True}
+                for prefix in metric_prefixes
+            ],
+            "isAccordionReordered": True,
+            "compareRunCharts": [{
+                "uuid": "tiedae-accuracy-by-labels", "type": "SCATTER", "deleted": False,
+                "isGenerated": False, "metricSectionId": COMPARISON_SECTION,
+                "runsCountToCompare": 100,
+                "displayName": "test accuracy (mean over seeds) against labeled count",
+                "xaxis": {"key": "labels.n", "type": "PARAM"},
+                "yaxis": {"key": "test/accuracy", "type": "METRIC"},
+            }],
+            "hideEmptyCharts": True,
         }  # fmt: skip
         text = json.dumps(state, sort_keys=True)
         key = hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -381,12 +402,14 @@ class Tracker:
         self.client.set_experiment_tag(self.experiment_id, f"{SHARED_VIEW}{key}", packed)
         return key
 
-    def _job_groups(self, where: str) -> list[str]:
+    def _job_groups(self, where: str) -> tuple[list[str], list[str]]:
         """The UI's ids of the view's groups (one per method and labeled count) among the
-        runs matching ``where``: ``tag.method.<method>,param.labels.n.<count>``."""
+        runs matching ``where`` (``tag.method.<method>,param.labels.n.<count>``), and the
+        prefixes of their metrics' names (the UI's chart sections)."""
         runs = self._search(where, max_results=50000)
         pairs = {(r.data.tags.get("method"), r.data.params.get("labels.n")) for r in runs}
-        return sorted(f"tag.method.{m},param.labels.n.{n}" for m, n in pairs)
+        prefixes = {key.split("/")[0] for r in runs for key in r.data.metrics if "/" in key}
+        return sorted(f"tag.method.{m},param.labels.n.{n}" for m, n in pairs), sorted(prefixes)
 
     def _artifact_location(self) -> str | None:
         """``tracking.artifact_dir`` as a file URI, the folder created; None: the store's own."""

@@ -173,15 +173,20 @@ def open_page(browser: Browser, base: str, url: str, ready: str, wait_s: float) 
     return browser.evaluate("document.body.innerText") or ""
 
 
+CHART_SECTION = "tiedae: test accuracy by labeled count"  # Tracker.share_runs_view's
+
+
 def screenshot(
     uri: str,
     out: Path,
     sweep: str | None = None,
     size: tuple[int, int] = (1600, 1000),
     wait_s: float = 60,
+    chart_out: Path | None = None,
 ) -> tuple[Path, str]:
-    """Start ``mlflow ui`` on ``uri``, photograph the sweep's comparison view into ``out``,
-    stop it; the PNG and the page's text."""
+    """Start ``mlflow ui`` on ``uri``, photograph the sweep's comparison view into ``out``
+    (and, with ``chart_out``, the same view's charts: each group's mean test accuracy against
+    its labeled count), stop it; the PNG and the pages' text."""
     chromium = find_chromium()
     if chromium is None:
         raise RuntimeError("no chromium on PATH; install it (Debian: apt-get install chromium)")
@@ -205,6 +210,11 @@ def screenshot(
                 text = open_page(browser, base, url, "Group:", wait_s)
                 png = browser.call("Page.captureScreenshot", format="png")["data"]
                 out.write_bytes(base64.b64decode(png))
+                if chart_out is not None:
+                    charts = f"{url}&compareRunsMode=CHART"
+                    text += "\n" + open_page(browser, base, charts, CHART_SECTION, wait_s)
+                    png = browser.call("Page.captureScreenshot", format="png")["data"]
+                    Path(chart_out).write_bytes(base64.b64decode(png))
             finally:
                 browser.close()
         finally:
