@@ -16,7 +16,7 @@ DB ?= sqlite:///$(CURDIR)/server/mlflow.db
 ARTIFACTS ?= $(CURDIR)/server/artifacts
 HOST ?= 127.0.0.1
 
-.PHONY: help setup data run sweep table test lint bench profile ui screenshot server clean
+.PHONY: help setup data browser run sweep table test lint bench profile ui screenshot server clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[$(TF_EXTRA),$(EXTRAS)]'
 	touch $@
 
-setup: $(STAMP) data  ## create .venv with everything, and fetch Fashion-MNIST
+setup: $(STAMP) data browser  ## create .venv with everything, fetch Fashion-MNIST, install chromium
 
 data:  ## install Fashion-MNIST from Debian's dataset-fashion-mnist (as root), if missing
 	@if [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz ]; then echo "Fashion-MNIST: $(FASHION_DIR)"; \
@@ -35,6 +35,14 @@ data:  ## install Fashion-MNIST from Debian's dataset-fashion-mnist (as root), i
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null \
 	  && echo "Fashion-MNIST: installed to $(FASHION_DIR)"; \
 	else echo "Fashion-MNIST: not installed here; Keras will download it on first use (or set data.dir=...)"; fi
+
+browser:  ## install Debian's chromium (as root), if missing: tests/test_ui.py and make screenshot use it
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then \
+	  echo "chromium: $$(command -v chromium chromium-browser google-chrome | head -1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  && echo "chromium: installed to $$(command -v chromium)"; \
+	else echo "chromium: not installed here (not root, or no apt-get); tests/test_ui.py's browser checks will skip"; fi
 
 run: setup  ## one run with the default config; add overrides with ARGS="model=untied labels.count=100"
 	$(BIN)/tiedae $(ARGS)

@@ -29,7 +29,7 @@ FAST = ["pretrain.epochs=2", "classifier.epochs=3", "runtime.threads=1", "runtim
 def smoke_sweep(folder: Path) -> str:
     """Run the digits smoke sweep into a sqlite store under ``folder``; its URI."""
     uri = f"sqlite:///{folder}/mlflow.db"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
     subprocess.run(
         [sys.executable, "-m", "tiedae", "experiment=sweep_smoke", *FAST, f"tracking.uri={uri}",
@@ -44,10 +44,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", help="a tracking URI that holds the sweep (default: run it)")
     parser.add_argument("--sweep", default="smoke", help="the sweep whose jobs are shown")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "mlflow-ui-runs.png")
+    parser.add_argument(
+        "--chart-out",
+        type=Path,
+        default=ROOT / "docs" / "mlflow-ui-chart.png",
+        help="the same view's chart: mean test accuracy against labeled count",
+    )
+    parser.add_argument("--text", type=Path, help="also write the pages' text here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         uri = args.store or smoke_sweep(Path(folder))
-        print(f"screenshot: {screenshot(uri, args.out, args.sweep)}")
+        path, text = screenshot(uri, args.out, args.sweep, chart_out=args.chart_out)
+        print(f"screenshot: {path}")
+        if args.text:
+            args.text.write_text(text)
 
 
 if __name__ == "__main__":

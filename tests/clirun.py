@@ -61,7 +61,7 @@ def runs_by_role(tracker: Tracker, role: str, status: str | None = None) -> list
 
 def start_cli(overrides: Sequence[str], log: Path) -> subprocess.Popen:
     """``tiedae [overrides]`` in its own process group, output to ``log``, not waited for."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log, "ab") as out:
         return subprocess.Popen(

@@ -13,8 +13,6 @@ from omegaconf import DictConfig
 
 from tiedae.config import CONFIG_DIR, PROJECT_ROOT
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 # Small and fast: digits, a couple of epochs, no progress bars.
 QUICK = [
     "data=digits",
@@ -42,7 +40,7 @@ def store(tmp_path: Path) -> list[str]:
 
 def run_cli(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m tiedae ARGS`` in a fresh process, as a user would."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(
         [sys.executable, "-m", "tiedae", *args],

@@ -1,8 +1,13 @@
+import re
+import shutil
+
 import pytest
-from conftest import make_config
+from conftest import make_config, run_cli
 
 from tiedae.config import (
+    CONFIG_DIR,
     ConfigError,
+    config_groups,
     method_name,
     pretrain_settings,
     run_settings,
@@ -78,3 +83,34 @@ def test_scratch_runs_share_one_key_whatever_the_unused_decoder():
     tied = settings_key(run_settings(make_config("method=scratch", "model=tied")))
     assert tied == settings_key(run_settings(make_config("method=scratch", "model=untied")))
     assert tied != settings_key(run_settings(make_config("method=scratch", "labels.count=100")))
+
+
+def test_help_names_the_program_and_lists_each_config_group_on_one_line():
+    out = run_cli("--help").stdout
+    assert out.startswith("tiedae: ") and "cli is powered" not in out
+    folders = sorted(path for path in CONFIG_DIR.iterdir() if path.is_dir())
+    assert len(folders) >= 10
+    for folder in folders:
+        lines = [line for line in out.splitlines() if line.startswith(f"  {folder.name} ")]
+        assert len(lines) == 1, (folder.name, out[:3000])
+        purpose, _, options = lines[0].removeprefix(f"  {folder.name} ").partition(". Options: ")
+        assert len(purpose.strip()) > 10  # what the group is for, from conf/config.yaml
+        expected = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+        assert options.split(", ") == expected
+
+
+def test_config_groups_follow_the_conf_folder(tmp_path):
+    conf = shutil.copytree(CONFIG_DIR, tmp_path / "conf")
+    (conf / "augment").mkdir()
+    (conf / "augment" / "flips.yaml").write_text("flips: true\n")
+    (conf / "augment" / "none.yaml").write_text("flips: false\n")
+    text = (conf / "config.yaml").read_text()
+    added = r"\1\n  - augment: none  # how images are varied"
+    text = re.sub(r"(\n  - runtime: default[^\n]*)", added, text)
+    (conf / "config.yaml").write_text(text)
+    (conf / "runtime" / "fast.yaml").write_text("threads: 0\n")
+    groups = {name: (purpose, options) for name, purpose, options in config_groups(conf)}
+    assert groups["augment"] == ("how images are varied", ["flips", "none"])
+    assert groups["runtime"][1] == ["default", "fast"]
+    assert "_common" not in groups["objective"][1]  # a shared part, not an option
+    assert set(groups) == {path.name for path in conf.iterdir() if path.is_dir()}

@@ -3,7 +3,6 @@ the lowest layers, the scikit-learn baselines, their config validation and their
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import keras
@@ -23,8 +22,6 @@ from tiedae.models import (
     transplant_encoder,
 )
 from tiedae.training import FitSettings, fit, predict
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 QUICK = FitSettings(epochs=2, batch_size=32, seed=1, patience=2, verbose=0)
 METHODS = sorted(path.stem for path in (CONFIG_DIR / "method").glob("*.yaml"))

@@ -83,3 +83,35 @@ def test_two_processes_running_one_sweep_each_count_their_own_jobs(tmp_path):
     assert done_and_skipped("first") == (3, 1)
     assert done_and_skipped("second") == (1, 2)
     assert done_and_skipped(None) == (4, 3)  # the whole sweep, whoever ran it
+
+
+def test_a_job_two_processes_both_ran_or_skipped_counts_once(tmp_path):
+    from tiedae.tracking import LAUNCH, ROLE, RUN_KEY, SWEEP, Tracker, TrackingSettings
+
+    tracker = Tracker(TrackingSettings(f"sqlite:///{tmp_path}/mlflow.db")).connect()
+    parent = tracker.sweep_parent("shared")
+
+    def run(launch: str, key: str, status: str = "FINISHED") -> None:
+        tags = {ROLE: "job", SWEEP: "shared", LAUNCH: launch, RUN_KEY: key}
+        with tracker.run(f"{launch}-{key}", tags, parent_run_id=parent) as job:
+            pass
+        if status != "FINISHED":
+            tracker.set_status(job.run_id, status)
+
+    run("first", "both-ran")  # both processes started it before either had finished it
+    run("second", "both-ran")
+    run("first", "first-ran")  # ... the second then skipped it as FINISHED
+    tracker.note_skipped(parent, "first-ran", "second")
+    run("second", "failed-then-done", "FAILED")
+    run("second", "failed-then-done")
+    for launch in ("first", "second"):  # a job FINISHED before both started
+        tracker.note_skipped(parent, "done-before", launch)
+
+    def counts(launch):
+        found = tracker.sweep_progress("shared", parent, since_ms=0, launch=launch)
+        return {name: found[name] for name in ("done", "skipped", "failed", "running")}
+
+    assert counts("first") == {"done": 2, "skipped": 1, "failed": 0, "running": 0}
+    assert counts("second") == {"done": 2, "skipped": 2, "failed": 0, "running": 0}
+    # the whole sweep: four jobs, each once
+    assert counts(None) == {"done": 3, "skipped": 1, "failed": 0, "running": 0}

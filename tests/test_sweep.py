@@ -1,6 +1,7 @@
 """The smoke sweep through the real CLI: caching, parent/child runs, resume after a kill, joblib."""
 
 import re
+import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from tiedae.config import PROJECT_ROOT
 from tiedae.report import main as report_main
+from tiedae.report import summary_note
 
 SMOKE = ["experiment=sweep_smoke"]
 N_JOBS = 2 * 4 * 2  # seeds x methods x labeled counts in conf/experiment/sweep_smoke.yaml
@@ -76,6 +78,17 @@ def test_smoke_sweep_trains_each_autoencoder_once_then_tables_and_resumes(store,
     assert "tied-autoencoder-frozen n=50 seed=1" in {run.info.run_name for run in children}
     hits = Counter(run.data.tags.get("pretrain.cache") for run in children)
     assert hits == {"miss": N_AUTOENCODERS, "hit": 12 - N_AUTOENCODERS, None: 4}  # 4 scratch jobs
+    # the parent's description: accuracy by method and count, in percent to one decimal
+    note = parent.data.tags["mlflow.note.content"]
+    assert "test accuracy (%), mean ± std over seeds" in note and note.count("(n=2)") == 4 * 2
+    assert re.findall(r"\| [\d.]+ ± [\d.]+ \(n=2\)", note) == re.findall(
+        r"\| \d+\.\d ± \d+\.\d \(n=2\)", note
+    )  # no more digits than the paper's table
+    scratch_50 = [
+        run.data.metrics["test/accuracy"] for run in children
+        if run.data.tags["method"] == "scratch" and run.data.params["labels.n"] == "50"
+    ]  # fmt: skip
+    assert f"| scratch | {100 * statistics.mean(scratch_50):.1f} ± " in note
 
     # as make sweep calls it: the sweep's own overrides (grids ignored) name the sweep
     report = ["--out", str(tmp_path / "report"), *SMOKE, "seed=1,2", *store]
@@ -97,6 +110,10 @@ def test_smoke_sweep_trains_each_autoencoder_once_then_tables_and_resumes(store,
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "report")} >= {
         "report/table.md"
     }
+    # ... which the report replaces with its table, marks and notes
+    assert client.get_run(parent.info.run_id).data.tags["mlflow.note.content"] == summary_note(
+        "smoke", table
+    )
 
     # --labels keeps the counts asked for: one column, each row's two seeds
     only_50 = ["--labels", "50", "--out", str(tmp_path / "report-50"), *SMOKE, *store]

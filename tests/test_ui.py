@@ -47,29 +47,74 @@ def test_the_runs_url_opens_a_stored_view_of_the_sweeps_jobs(tmp_path):
     assert {"metrics.`test/accuracy`", "tags.`method`", "params.`labels.n`"} <= set(
         state["selectedColumns"]
     )
+    assert urllib.parse.parse_qs(query)["workflowType"] == ["machine_learning"]  # not GenAI
+
+
+def test_the_view_groups_the_jobs_by_method_and_labeled_count_averaging_over_seeds(tmp_path):
+    tracker = tracker_at(tmp_path)
+    for method, n, seed in (("scratch", 50, 1), ("scratch", 50, 2), ("tied", 50, 1),
+                            ("tied", 100, 1)):  # fmt: skip
+        tags = {ROLE: "job", SWEEP: "smoke", "method": method}
+        with tracker.run(f"{method} n={n} seed={seed}", tags) as run:
+            run.log_params({"labels.n": n, "seed": seed})
+    url = runs_url(tracker.settings.uri, "http://127.0.0.1:5000", sweep="smoke")
+    (key,) = urllib.parse.parse_qs(url.partition("?")[2])["viewStateShareKey"]
+    stored = tracker.client.get_experiment(tracker.experiment_id).tags[
+        f"mlflow.sharedViewState.{key}"
+    ]
+    state = json.loads(zlib.decompress(base64.b64decode(stored[len("deflate;") :])))
+    assert state["groupBy"] == {"aggregateFunction": "average", "groupByKeys": [
+        {"mode": "tag", "groupByData": "method"}, {"mode": "param", "groupByData": "labels.n"},
+    ]}  # fmt: skip
+    # each (method, count) a folded row showing its seeds' mean
+    assert state["groupsExpanded"] == {
+        "tag.method.scratch,param.labels.n.50": False,
+        "tag.method.tied,param.labels.n.50": False,
+        "tag.method.tied,param.labels.n.100": False,
+    }
+    assert state["columnOrder"][:2] == ["attributes.`Run Name`", "metrics.`test/accuracy`"]
+    [chart] = state["compareRunCharts"]
+    assert (chart["type"], chart["xaxis"], chart["yaxis"]) == (
+        "SCATTER",
+        {"key": "labels.n", "type": "PARAM"},
+        {"key": "test/accuracy", "type": "METRIC"},
+    )
+    assert state["compareRunSections"][0]["uuid"] == chart["metricSectionId"]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
     find_chromium() is None, reason="no chromium (Debian: apt-get install chromium)"
 )
-def test_the_screenshot_script_photographs_the_runs_table(tmp_path):
-    """Two job runs made by hand (no training), then scripts/screenshot_ui.py on them."""
+def test_the_screenshot_script_photographs_the_comparison(tmp_path):
+    """Job runs made by hand (no training), then scripts/screenshot_ui.py on them, in a real
+    browser: the seeds of a method and count folded into one row showing their mean, in
+    Model-training mode, no assistant panel, no shared-view banner."""
     tracker = tracker_at(tmp_path)
-    for method, accuracy in (("scratch", 0.5), ("tied-autoencoder-frozen", 0.75)):
-        tags = {ROLE: "job", SWEEP: "tiny", "method": method}
-        with tracker.run(f"{method} n=50 seed=1", tags) as run:
-            run.log_params({"labels.n": 50, "seed": 1})
-            run.log_metrics({"test/accuracy": accuracy})
+    for method, accuracies in (("scratch", (0.5, 0.75)), ("tied-autoencoder-frozen", (0.25,))):
+        for seed, accuracy in enumerate(accuracies, start=1):
+            tags = {ROLE: "job", SWEEP: "tiny", "method": method}
+            with tracker.run(f"{method} n=50 seed={seed}", tags) as run:
+                run.log_params({"labels.n": 50, "seed": seed})
+                run.log_metrics({"test/accuracy": accuracy})
     out = tmp_path / "ui.png"
     result = subprocess.run(
         [sys.executable, "scripts/screenshot_ui.py", "--store", tracker.settings.uri,
-         "--sweep", "tiny", "--out", str(out)],
+         "--sweep", "tiny", "--out", str(out), "--text", str(tmp_path / "page.txt"),
+         "--chart-out", str(tmp_path / "chart.png")],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     png = out.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert (width, height) == (2200, 900)
+    assert (width, height) == (1600, 1000)
     assert len(png) > 50_000  # a rendered page, not a blank one
+    page = (tmp_path / "page.txt").read_text()
+    assert "Group: method: scratch, labels.n: 50" in page and "0.625" in page  # seeds' mean
+    assert "Group: method: tied-autoencoder-frozen, labels.n: 50" in page
+    assert "scratch n=50 seed=1" not in page  # folded under its group
+    assert "viewing a shared view" not in page and "Ask questions about" not in page
+    # the chart view: the groups' means against their labeled count, first of its charts
+    assert "tiedae: test accuracy by labeled count" in page and "labels.n vs. test/accuracy" in page
+    assert (tmp_path / "chart.png").read_bytes()[:8] == png[:8]

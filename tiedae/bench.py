@@ -63,7 +63,7 @@ BF16_PATH = "tiedae bfloat16"  # tiedae's path under runtime.precision=mixed_bfl
 JIT = {TIEDAE_PATH: "runtime.jit=true", NO_JIT_PATH: "runtime.jit=false",
        BF16_PATH: "runtime.jit=true"}  # pretrain stage  # fmt: skip
 PRECISION = {BF16_PATH: "runtime.precision=mixed_bfloat16"}  # every stage it is timed in
-CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+CHILD_ENV = {"PYTHONUNBUFFERED": "1"}  # TensorFlow's chatter: tiedae/quiet.py
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -15,8 +14,6 @@ from omegaconf import DictConfig
 from tiedae.config import CONFIG_DIR, ConfigError, DivergedError, validate
 from tiedae.data import DataError
 from tiedae.tracking import TrackingError
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
 USER_ERRORS = (ConfigError, DataError, TrackingError, DivergedError)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,39 @@ if not OmegaConf.has_resolver("pid"):  # keeps two sweeps started in one second 
     # cached, like Hydra's ``now``: Hydra copies the launching process's resolved values to
     # each job's config, so a launcher's workers name the same folder
     OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
+
+
+def config_groups(conf: Path = CONFIG_DIR) -> list[tuple[str, str, list[str]]]:
+    """The config groups, as the conf folder has them: each folder ``conf/<group>/``, what it
+    is for (the comment beside the group in ``conf/config.yaml``'s defaults list) and its
+    options (``<option>.yaml``; files starting with ``_`` are shared parts, not options)."""
+    purposes = {}
+    for line in (conf / "config.yaml").read_text().splitlines():
+        entry = re.match(r"\s*-\s+(?:optional\s+)?([\w/]+)\s*:\s*\S+\s*#\s*(.*\S)", line)
+        if entry:
+            purposes[entry[1]] = entry[2]
+    groups = []
+    for folder in sorted(path for path in conf.iterdir() if path.is_dir()):
+        options = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+        if options:
+            groups.append((folder.name, purposes.get(folder.name, ""), options))
+    return groups
+
+
+def groups_help(conf: Path = CONFIG_DIR) -> str:
+    """One line a config group for ``tiedae --help`` (``hydra.help.template``): its name,
+    what it is for and its options."""
+    groups = config_groups(conf)
+    width = max(len(name) for name, _, _ in groups)
+    lines = [
+        f"  {name:<{width}}  {purpose + '. ' if purpose else ''}Options: {', '.join(options)}"
+        for name, purpose, options in groups
+    ]
+    return "\n".join(lines).replace("$", "$$")  # the template is a string.Template
+
+
+if not OmegaConf.has_resolver("tiedae_groups"):
+    OmegaConf.register_new_resolver("tiedae_groups", groups_help)
 
 
 def family_name(model: Any) -> str:

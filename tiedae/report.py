@@ -28,8 +28,12 @@ from tiedae import published, stats  # noqa: E402
 
 
 def reconstructions_figure(autoencoder, images: np.ndarray, path: Path) -> Path:
-    """Originals above their reconstructions, as the seed's ``show_reconstructions``."""
-    reconstructions = autoencoder.predict(images, verbose=0)
+    """Originals above their reconstructions, as the seed's ``show_reconstructions``.
+
+    A few images: one eager call (``Model.predict`` would build a tf.data pipeline and trace
+    a predict function for each new model, for a picture).
+    """
+    reconstructions = np.asarray(autoencoder(images, training=False), dtype=np.float32)
     n = len(images)
     figure = plt.figure(figsize=(n * 1.5, 3))
     for index in range(n):
@@ -502,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from tiedae.config import CONFIG_DIR, PROJECT_ROOT
-    from tiedae.tracking import SWEEP_COMMANDS, Tracker, TrackingError, TrackingSettings
+    from tiedae.tracking import NOTE, SWEEP_COMMANDS, Tracker, TrackingError, TrackingSettings
 
     parser = argparse.ArgumentParser(prog="tiedae-table", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -585,11 +589,31 @@ def main(argv: list[str] | None = None) -> int:
             report_log = RunLog(tracker.client, parent)
             for path in paths:
                 report_log.log_artifact(path, "report")
+            report_log.set_tags({NOTE: summary_note(sweep, (folder / "table.md").read_text())})
     n_kept = len(deduplicate(tidy)[0])
     print(f"sweep {sweep}: {n_kept} runs; test accuracy (%), mean ± std over seeds\n")
     print((folder / "table.md").read_text())
     print(f"written to {folder}")
     return 0
+
+
+def summary_note(sweep: str, table_markdown: str) -> str:
+    """The sweep parent run's description (the UI's run page): the table as the paper
+    prints it, test accuracy in percent with one decimal."""
+    return (
+        f"**sweep {sweep}**: test accuracy (%), mean ± std over seeds (n = seeds)\n\n"
+        f"{table_markdown}\nThe full report: `python -m tiedae.report --sweep {sweep}` "
+        "(`make table`); its files are this run's artifacts under `report/`.\n"
+    )
+
+
+def sweep_summary(runs: pd.DataFrame, sweep: str) -> str | None:
+    """``summary_note`` of a sweep's FINISHED job runs (``Tracker.jobs_frame``), without the
+    report's marks and notes; None if none has a test accuracy yet."""
+    tidy = tidy_runs(runs)
+    if tidy.empty:
+        return None
+    return summary_note(sweep, to_markdown(accuracy_table(summarize(tidy))))
 
 
 def _numbers(what: str, least: int = 1) -> Callable[[str], list[int]]:

@@ -88,7 +88,21 @@ class SweepParentCallback(Callback):
             atexit.unregister(self._close_stopped_sweep)
             self._signals.close()
             self.progress.stop()
+            self._write_summary()
             self.tracker.set_status(self.parent, "FINISHED")
+
+    def _write_summary(self) -> None:
+        """The parent run's description: its jobs' test accuracy by method and labeled count,
+        rounded as the paper table (``python -m tiedae.report`` replaces it with its table)."""
+        from tiedae.report import sweep_summary
+        from tiedae.tracking import NOTE, RunLog
+
+        try:
+            note = sweep_summary(self.tracker.jobs_frame(self.name), self.name)
+            if note:
+                RunLog(self.tracker.client, self.parent).set_tags({NOTE: note})
+        except Exception as error:  # the jobs are stored; a summary is not worth failing for
+            log.warning("sweep %s: no summary on its parent run: %s", self.name, error)
 
     def _close_stopped_sweep(self, wait_s: float = 20.0) -> None:
         """At exit of a sweep that never reached its end: close its parent and dead jobs.

@@ -54,7 +54,8 @@ HOST, PID = "tiedae.host", "tiedae.pid"
 SWEEP_STARTED = "tiedae.sweep_started_ms"  # on a sweep's parent: when it was last started
 SWEEP_COMMANDS = "tiedae.commands"  # on a sweep's parent: the command lines that ran it
 PARENT = "mlflow.parentRunId"
-SKIPPED = "tiedae.skipped."  # + run key, on a sweep's parent: a job skipped as FINISHED
+SKIPPED = "tiedae.skipped."  # + run key [+ . + launch digest], on a sweep's parent: a job
+# skipped as FINISHED (by that launch)
 LAUNCH = "tiedae.launch"  # on a job: which sweep process launched it (several may share a name)
 LAUNCH_ENV = "TIEDAE_SWEEP_LAUNCH"  # set by the sweep's process, inherited by its workers
 BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
@@ -74,6 +75,8 @@ by `method`. Models: each job logs its classifier (`classifier`), each pretraini
 (`pretrained`), as MLflow Keras models; the Dataset column shows the images each run used
 (contexts training, labeled, validation, test). `python -m tiedae.report` makes the table.
 """
+COMPARISON_SECTION = "tiedae-comparison"  # the view's chart section
+RUN_NAME_COLUMN = "attributes.`Run Name`"  # the runs table's first column, as the UI names it
 SHARED_VIEW, SHARE_KEY = "mlflow.sharedViewState.", "viewStateShareKey"  # the UI's Share
 EXPERIMENT_TAGS = {NOTE: EXPERIMENT_DESCRIPTION, EXPERIMENT_KIND: "custom_model_development"}
 
@@ -290,6 +293,13 @@ def _flush_quietly(log: RunLog) -> None:
         log.flush()
 
 
+def skipped_tag(run_key: str, launch: str | None) -> str:
+    """The parent run's tag noting that ``launch`` skipped the job ``run_key``."""
+    if not launch:
+        return f"{SKIPPED}{run_key}"
+    return f"{SKIPPED}{run_key}.{hashlib.sha256(launch.encode()).hexdigest()[:8]}"
+
+
 class Tracker:
     def __init__(self, settings: TrackingSettings):
         self.settings = settings
@@ -333,16 +343,18 @@ class Tracker:
         return self
 
     def runs_url(self, base: str, sweep: str | None = None) -> str:
-        """The UI page of this experiment's runs table (MLflow 3 may otherwise open on GenAI),
-        showing the job runs (one sweep's, if named) with method, labeled count, seed and test
-        accuracy as columns, best first: a view stored in the experiment, as MLflow's Share
-        button stores one."""
+        """The UI page of this experiment's runs table in Model-training mode (MLflow 3 may
+        otherwise open on GenAI), showing the job runs (one sweep's, if named) grouped by
+        method and labeled count, test accuracy averaged over each group's seeds, best first:
+        a view stored in the experiment, as MLflow's Share button stores one."""
         key = self.share_runs_view(sweep)
-        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{SHARE_KEY}={key}"
+        query = f"workflowType=machine_learning&{SHARE_KEY}={key}"  # not the GenAI pages
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
 
     def share_runs_view(self, sweep: str | None = None) -> str:
         """Store the comparison view of the runs table as a shared view state; its key."""
         where = f"tags.`{ROLE}` = 'job'" + (f" and tags.`{SWEEP}` = '{sweep}'" if sweep else "")
+        groups, metric_prefixes = self._job_groups(where)
         state = {
             "searchFilter": where, "orderByKey": "metrics.`test/accuracy`", "orderByAsc": False,
             "startTime": "ALL", "lifecycleFilter": "Active", "modelVersionFilter": "All Runs",
@@ -352,12 +364,52 @@ class Tracker:
                 "metrics.`test/accuracy`", "tags.`method`", "params.`labels.n`", "params.`seed`",
                 "attributes.`Dataset`",
             ],
+            # the comparison: a row per method and labeled count, its runs (the seeds)
+            # folded under it, test accuracy their mean
+            "groupBy": {"aggregateFunction": "average", "groupByKeys": [
+                {"mode": "tag", "groupByData": "method"},
+                {"mode": "param", "groupByData": "labels.n"},
+            ]},
+            "groupsExpanded": {group: False for group in groups},
+            "useGroupedValuesInCharts": True,
+            # the group's name (method, labeled count) whole, its mean next to it
+            "columnOrder": [RUN_NAME_COLUMN, "metrics.`test/accuracy`", "tags.`method`",
+                            "params.`labels.n`", "params.`seed`"],
+            "columnWidths": {RUN_NAME_COLUMN: 460, "metrics.`test/accuracy`": 130},
+            # the chart view (compareRunsMode=CHART): each group's mean against its count
+            "compareRunSections": [{
+                "uuid": COMPARISON_SECTION, "name": "tiedae: test accuracy by labeled count",
+                "display": True, "isReordered": False, "deleted": False, "isGenerated": False,
+            }] + [  # the UI's own sections, one per metric prefix, below it and folded
+                {"uuid": f"tiedae-{prefix}", "name": prefix, "display": False,
+                 "isReordered": False, "deleted": False, "isGenerated": True}
+                for prefix in metric_prefixes
+            ],
+            "isAccordionReordered": True,
+            "compareRunCharts": [{
+                "uuid": "tiedae-accuracy-by-labels", "type": "SCATTER", "deleted": False,
+                "isGenerated": False, "metricSectionId": COMPARISON_SECTION,
+                "runsCountToCompare": 100,
+                "displayName": "test accuracy (mean over seeds) against labeled count",
+                "xaxis": {"key": "labels.n", "type": "PARAM"},
+                "yaxis": {"key": "test/accuracy", "type": "METRIC"},
+            }],
+            "hideEmptyCharts": True,
         }  # fmt: skip
         text = json.dumps(state, sort_keys=True)
         key = hashlib.sha256(text.encode()).hexdigest()[:32]
         packed = "deflate;" + base64.b64encode(zlib.compress(text.encode())).decode()
         self.client.set_experiment_tag(self.experiment_id, f"{SHARED_VIEW}{key}", packed)
         return key
+
+    def _job_groups(self, where: str) -> tuple[list[str], list[str]]:
+        """The UI's ids of the view's groups (one per method and labeled count) among the
+        runs matching ``where`` (``tag.method.<method>,param.labels.n.<count>``), and the
+        prefixes of their metrics' names (the UI's chart sections)."""
+        runs = self._search(where, max_results=50000)
+        pairs = {(r.data.tags.get("method"), r.data.params.get("labels.n")) for r in runs}
+        prefixes = {key.split("/")[0] for r in runs for key in r.data.metrics if "/" in key}
+        return sorted(f"tag.method.{m},param.labels.n.{n}" for m, n in pairs), sorted(prefixes)
 
     def _artifact_location(self) -> str | None:
         """``tracking.artifact_dir`` as a file URI, the folder created; None: the store's own."""
@@ -687,35 +739,54 @@ class Tracker:
 
     def note_skipped(self, parent_run_id: str, run_key: str, launch: str | None = None) -> None:
         """Record on the sweep's parent run that a job was skipped (already FINISHED): when,
-        and by which launch."""
+        and by which launch; one tag per job and launch, so that two processes skipping the
+        same job do not overwrite each other's note."""
         stamp = f"{int(time.time() * 1000)} {launch or ''}".rstrip()
-        self.client.set_tag(parent_run_id, f"{SKIPPED}{run_key}", stamp)
+        self.client.set_tag(parent_run_id, skipped_tag(run_key, launch), stamp)
 
     def sweep_progress(
         self, sweep: str, parent_run_id: str, since_ms: int, launch: str | None = None
     ) -> dict[str, int]:
         """What the sweep's jobs did since ``since_ms`` (only those of ``launch``, when given:
-        other processes may run the same sweep): runs ended FINISHED (``done``, of them
-        ``hits`` loaded their pretrained model from the cache), ended otherwise (``failed``),
-        ``running``, and jobs ``skipped`` as already FINISHED."""
-        counts = dict.fromkeys(("done", "failed", "running", "skipped", "hits"), 0)
+        other processes may run the same sweep): jobs whose run ended FINISHED (``done``, of
+        them ``hits`` loaded their pretrained model from the cache), ended otherwise
+        (``failed``), ``running``, and jobs ``skipped`` as already FINISHED.
+
+        A job is counted once, by its run key, however many runs it has (two processes may
+        both run it, or one skip what the other ran): done if one of its runs FINISHED, else
+        running if one runs, else failed; skipped only if none of them ran it meanwhile."""
         where = f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'"
         if launch:
             where += f" and tags.`{LAUNCH}` = '{launch}'"
+        state: dict[str, str] = {}  # run key (or run id, if untagged) -> done|hit|running|failed
+        rank = {"failed": 0, "running": 1, "done": 2, "hit": 3}
         for run in self._search(where, max_results=50000):
             status, ended = run.info.status, run.info.end_time or 0
             if status == "RUNNING":
-                counts["running"] += 1
-            elif ended >= since_ms:
-                counts["done" if status == "FINISHED" else "failed"] += 1
-                if status == "FINISHED" and run.data.tags.get("pretrain.cache") == "hit":
-                    counts["hits"] += 1
-        tags = self.client.get_run(parent_run_id).data.tags
-        for key, value in tags.items():
+                now = "running"
+            elif ended < since_ms:
+                continue
+            elif status == "FINISHED":
+                now = "hit" if run.data.tags.get("pretrain.cache") == "hit" else "done"
+            else:
+                now = "failed"
+            job = run.data.tags.get(RUN_KEY, run.info.run_id)
+            if rank[now] > rank.get(state.get(job, ""), -1):
+                state[job] = now
+        skipped = set()
+        for key, value in self.client.get_run(parent_run_id).data.tags.items():
             if key.startswith(SKIPPED):
                 stamp, _, by = value.partition(" ")
-                counts["skipped"] += int(stamp) >= since_ms and (not launch or by == launch)
-        return counts
+                if int(stamp) >= since_ms and (not launch or by == launch):
+                    skipped.add(key[len(SKIPPED) :].partition(".")[0])
+        states = list(state.values())
+        return {
+            "done": states.count("done") + states.count("hit"),
+            "failed": states.count("failed"),
+            "running": states.count("running"),
+            "skipped": len(skipped - set(state)),
+            "hits": states.count("hit"),
+        }
 
     def sweep_names(self) -> list[str]:
         """Sweep names, newest first."""

@@ -15,10 +15,12 @@ against a plain eager loop. ``make bench`` measures the speed against the seed's
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sys
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -189,11 +191,51 @@ def as_tensor(array: ArrayLike) -> tf.Tensor:
     return tf.convert_to_tensor(array)
 
 
+def one_function(python_function: Callable, **options: Any) -> Callable:
+    """``tf.function(python_function, **options)`` for a function made for one model (a
+    fit's compiled loop, a model's inference or evaluation), traced once for it.
+
+    TensorFlow's retracing warning counts traces by the source line of the function, so a
+    sweep's fifth short fit in a row, each tracing its own new function once, would read as
+    "5 out of the last 10 calls triggered retracing". Given a ``functools.partial`` it counts
+    each function apart: a function that is traced again and again still warns.
+    """
+    return tf.function(functools.partial(python_function), **options)
+
+
+# A model's inference and evaluation functions, built once per model and kind and kept beside
+# it (weakly: they go with the model), each traced once per input shape past the batch axis,
+# which their input signatures leave open. Built per call instead, every call traced a new
+# function (and TensorFlow warned of retracing); with the batch size fixed by the first
+# batch, the short last one traced a second graph.
+_TRACED: weakref.WeakKeyDictionary[keras.Model, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def batch_spec(array: ArrayLike) -> tf.TensorSpec:
+    """The spec of ``array``'s batches: its shape past the first axis, any batch size."""
+    return tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype))
+
+
+def traced(model: keras.Model, key: Any, build: Callable[[], Any]) -> Any:
+    """``model``'s function ``key``, made by ``build()`` the first time it is asked for."""
+    functions = _TRACED.setdefault(model, {})
+    if key not in functions:
+        functions[key] = build()
+    return functions[key]
+
+
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """The model's outputs (inference mode, as float32) for all of ``x``, in large batches."""
-    infer = tf.function(
-        lambda batch: tf.cast(model(batch, training=False), tf.float32), reduce_retracing=True
-    )
+    """The model's outputs (inference mode, as float32) for all of ``x``, in large batches,
+    through one function per model, traced once."""
+    spec, held = batch_spec(x), weakref.ref(model)
+
+    def build() -> Callable[[tf.Tensor], tf.Tensor]:
+        def infer(batch: tf.Tensor) -> tf.Tensor:
+            return tf.cast(held()(batch, training=False), tf.float32)
+
+        return one_function(infer, input_signature=[spec], autograph=False)
+
+    infer = traced(model, ("predict", spec), build)
     return np.concatenate(
         [infer(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
     )
@@ -211,18 +253,28 @@ def evaluator(
 ) -> Evaluator:
     """Mean loss and metrics over a whole (x, y), in large batches, as one traced function.
 
-    Build it once and call it every epoch: the graph (model, loss and metrics together) is
-    traced once, not once a call, and no per-pixel arithmetic runs eagerly.
+    The graph (model, loss and metrics together) is traced once per model, loss, metrics and
+    input shapes, not once a call, and reused by every evaluator asking for the same (a fit's
+    validation, then the restored model's, then the test set's); no per-pixel arithmetic runs
+    eagerly.
     """
     named = {"loss": loss, **(metrics or {})}
+    held = weakref.ref(model)
 
-    @tf.function(reduce_retracing=True, autograph=False, jit_compile=jit)
-    def per_example(x_batch, y_batch):
-        predictions = model(x_batch, training=False)
-        return {name: function(y_batch, predictions) for name, function in named.items()}
+    def build(x_spec: tf.TensorSpec, y_spec: tf.TensorSpec) -> Callable[..., dict]:
+        def per_example(x_batch, y_batch):
+            predictions = held()(x_batch, training=False)
+            return {name: function(y_batch, predictions) for name, function in named.items()}
+
+        return one_function(
+            per_example, input_signature=[x_spec, y_spec], autograph=False, jit_compile=jit
+        )
 
     def evaluate_all(x: ArrayLike, y: ArrayLike) -> dict[str, float]:
         x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)  # no copy if already tensors
+        specs = (batch_spec(x), batch_spec(y))
+        key = ("evaluate", tuple(named.items()), jit, specs)
+        per_example = traced(model, key, lambda: build(*specs))
         parts = [
             per_example(x[i : i + batch_size], y[i : i + batch_size])
             for i in range(0, len(x), batch_size)
@@ -316,10 +368,10 @@ class EpochRunner:
             return batch_loss(order[self.full_steps * b :], self.rest)
 
         # The short batch runs once an epoch: XLA's compile (~0.5 s) would cost more than it saves.
-        self.full_batches: TrainSteps = tf.function(
+        self.full_batches: TrainSteps = one_function(
             full_batches, autograph=False, jit_compile=jit, reduce_retracing=True
         )
-        self.last_batch = tf.function(last_batch, autograph=False)
+        self.last_batch = one_function(last_batch, autograph=False)
 
     def __call__(self, order: tf.Tensor, on_progress: Callable[[int], None] | None = None) -> float:
         totals = []

@@ -37,6 +37,7 @@ from tiedae.training import (
     Trainee,
     as_tensor,
     evaluator,
+    one_function,
     resolve_jit,
     run_epochs,
 )
@@ -368,7 +369,6 @@ def compiled_objective_steps(
             s + tf.cast(losses[n], tf.float32) for s, n in zip(sums, names, strict=True)
         )
 
-    @tf.function(reduce_retracing=True, autograph=False, jit_compile=jit_compile)
     def run(labeled_order, unlabeled_order, first, count):
         zeros = tuple(tf.constant(0.0) for _ in names)
         _, sums = tf.while_loop(
@@ -378,7 +378,7 @@ def compiled_objective_steps(
         )
         return sums
 
-    return run
+    return one_function(run, reduce_retracing=True, autograph=False, jit_compile=jit_compile)
 
 
 def fit_objective(
