@@ -190,7 +190,7 @@ def test_each_ablation_switches_back_exactly_its_ingredients():
 
     def section(variant: str) -> dict:
         cfg = make_config("experiment=reproduction_ablation", "method=ladder_untied",
-                          f"+ladder_ablation={variant}", "hydra.mode=RUN")  # fmt: skip
+                          f"ladder_ablation={variant}", "hydra.mode=RUN")  # fmt: skip
         return OmegaConf.to_container(cfg.objective)
 
     reference = section("reference")
