@@ -228,6 +228,9 @@ def test_a_reproduction_table_sets_ours_beside_the_published_figures(tmp_path):
     (tmp_path / "bad.csv").write_text("method,labels,accuracy\nladder,100,81.5\n")
     with pytest.raises(PublishedError, match="columns n_labels, source missing"):
         read_published(tmp_path / "bad.csv")
+    (tmp_path / "commas.csv").write_text("method,n_labels,accuracy,source\nl[1,2],100,81.5,P\n")
+    with pytest.raises(PublishedError, match="line 2 has 5 fields, the header 4; quote a name"):
+        read_published(tmp_path / "commas.csv")
 
 
 def test_a_pool_axis_makes_the_columns_and_scratch_stands_at_every_value(tmp_path):

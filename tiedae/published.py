@@ -9,6 +9,7 @@ The figures come from a CSV with columns ``method`` (the row name our table prin
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,17 @@ def read_published(path: Path) -> pd.DataFrame:
     """The figures in ``path``, checked: the four columns, whole labeled counts, accuracies in
     percent; a PublishedError of one line otherwise."""
     try:
+        with open(path, newline="") as file:
+            lines = list(csv.reader(file))
         figures = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+    except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise PublishedError(f"--published {path}: cannot read it as CSV ({error})") from None
+    for number, fields in enumerate(lines[1:], start=2):
+        if fields and len(fields) != len(lines[0]):
+            raise PublishedError(
+                f"--published {path}: line {number} has {len(fields)} fields, the header "
+                f'{len(lines[0])}; quote a name that holds commas, e.g. "ladder-untied[1000,500]"'
+            )
     missing = [c for c in PUBLISHED_COLUMNS if c not in figures]
     if missing:
         raise PublishedError(

@@ -452,7 +452,7 @@ def write_report(
     tidy = tidy.assign(row=labels)
     summary = summarize(tidy)
     pairs = scratch_rows(tidy)
-    summary["compares_to"] = summary["row"].map(pairs).fillna("")
+    summary["compares_to"] = [pairs.get(row, "") for row in summary["row"]]
     table = accuracy_table(summary)
     protocols = stats.compare_protocols(kept.assign(method=kept["row"]))
     kept = kept.assign(row=tidy["row"])
