@@ -43,6 +43,13 @@ SPECIALS = (np.nan, np.inf, -np.inf, -0.25, 1.5, 255.0, 0.0, 1.0)
 CACHED_LOADERS = (load_fashion_mnist, load_mnist, load_cifar10)
 
 
+def record(seen: list, loaded, damage: str) -> None:
+    """Note whether the example loaded; what loads undamaged must still load."""
+    if damage == "none":
+        assert loaded is not None
+    seen.append(loaded is not None)
+
+
 def outcome(data_cfg: dict, source_words: tuple[str, ...]) -> Splits | None:
     """Load ``data_cfg`` twice; the splits when clean (the same both times), None after a
     one-line DataError that starts with one of ``source_words`` (what the user set)."""
@@ -237,9 +244,7 @@ def _npz_property(seen: list, case: tuple[dict, dict, str], data) -> None:
         data_cfg = {**data_cfg, "path": str(path)}
         words = (f"data.path={path}", "data.valid_size=", "data.classes=", "data=npz ")
         loaded = outcome(data_cfg, words)
-    if damage == "none":
-        assert loaded is not None  # what loads undamaged must still load
-    seen.append(loaded is not None)
+    record(seen, loaded, damage)
 
 
 def test_any_npz_loads_clean_or_is_refused_in_one_named_line():
@@ -311,9 +316,7 @@ def _idx_property(seen: list, case: tuple[dict, dict, str], data) -> None:
         data_cfg = {**data_cfg, "name": name, "dir": folder}
         words = (folder, f"data.dir={folder}", "data.valid_size=", f"data={name}", f"{name}: ")
         loaded = outcome(data_cfg, words)
-    if damage == "none":
-        assert loaded is not None
-    seen.append(loaded is not None)
+    record(seen, loaded, damage)
 
 
 def test_any_idx_files_load_clean_or_are_refused_in_one_named_line():
@@ -372,9 +375,7 @@ def _cifar_property(seen: list, case: tuple[list, dict, str], data) -> None:
         words = (str(unpacked), f"data.dir={unpacked}", "data.valid_size=", "data=cifar10",
                  "cifar10: ")  # fmt: skip
         loaded = outcome(data_cfg, words)
-    if damage == "none":
-        assert loaded is not None
-    seen.append(loaded is not None)
+    record(seen, loaded, damage)
 
 
 def test_any_cifar10_batches_load_clean_or_are_refused_in_one_named_line():
