@@ -311,7 +311,7 @@ def test_bad_npz_files_are_refused_in_one_line(tmp_path, change, expected):
         (b"x_train,y_train\n0.5,1\n", "not an .npz archive (a zip of .npy arrays): it starts "
                                      "with b'x_tr', not b'PK'"),
         (b"", "the file is empty, not an .npz archive"),
-        (gzip.compress(b"PK\x03\x04"), "a gzip file, not an .npz archive"),
+        (gzip.compress(b"PK\x03\x04", mtime=0), "a gzip file, not an .npz archive"),
         ("npy", "a single .npy array (np.save), not an .npz archive of named arrays (np.savez)"),
     ],
 )  # fmt: skip
