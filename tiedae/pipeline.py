@@ -179,8 +179,10 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     check_objective(cfg)
     splits = load_dataset(cfg.data)
     check_labels_per_class(cfg, splits)
-    if C.draws_pool(cfg):  # the pool fits the data (a PoolError otherwise), before any run
-        pool_indices(cfg, splits, pretraining_holdout(splits, cfg.protocol))
+    if C.draws_pool(cfg):  # the pool fits the data (a PoolError otherwise), before any run:
+        # drawn as the run will, less pretraining's held-out images only where it pretrains
+        pretrains = cfg.pretrain.name in C.AUTOENCODERS
+        pool_indices(cfg, splits, pretraining_holdout(splits, cfg.protocol) if pretrains else None)
     if C.is_sklearn(cfg):
         check_baseline_fits(cfg.classifier, splits)
     tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
