@@ -244,6 +244,10 @@ def test_command_line_prints_one_line_and_no_traceback(tmp_path):
     cases = {
         "unknown key": (["labels.cout=5"], 1, "Could not override 'labels.cout'."),
         "wrong type": (["seed=abc"], 2, "tiedae: error: seed='abc' must be a non-negative integer"),
+        "typo'd method": (  # an optional group's missing option would run the defaults
+            ["method=ladder_tide"], 2,
+            "tiedae: error: method=ladder_tide is not an option of method (options: conv_scratch",
+        ),
         "sweep, server down": (
             ["experiment=sweep_smoke", "tracking=server", f"tracking.uri={closed}"], 2,
             f"tiedae: error: tracking server {closed} is unreachable",

@@ -12,13 +12,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from tiedae import pipeline
-from tiedae.data import (
-    budget_split,
-    labeled_view,
-    load_digits_splits,
-    pretraining_view,
-    stratified_subset,
-)
+from tiedae.data import load_digits_splits, stratified_subset
+from tiedae.protocols import budget_split, labeled_view, pretraining_view
 
 BUDGET = OmegaConf.create(
     {"name": "budget", "valid_fraction": 0.2, "fixed_epochs": 3, "pretrain_holdout": 0.05}
@@ -230,7 +225,7 @@ def test_protocol_is_validated_and_part_of_the_keys_that_it_changes():
 
     with pytest.raises(ConfigError, match=r"protocol.valid_fraction=1.5 must be a number in \(0"):
         validate(make_config("protocol=budget", "protocol.valid_fraction=1.5"))
-    with pytest.raises(ConfigError, match="protocol='nope' is unknown; allowed: oracle, budget, f"):
+    with pytest.raises(ConfigError, match="protocol='nope' is unknown; allowed: budget, fixed, oracle"):
         validate(make_config("protocol.name=nope"))
     with pytest.raises(ConfigError, match=r"protocol.pretrain_holdout=0 must be a number in \(0"):
         validate(make_config("protocol=fixed", "protocol.pretrain_holdout=0"))
@@ -244,3 +239,51 @@ def test_protocol_is_validated_and_part_of_the_keys_that_it_changes():
     assert key(pretrain_settings, budget) != key(pretrain_settings, oracle)  # holds images out
     assert key(pretrain_settings, budget) == key(pretrain_settings, wider)  # same autoencoder
     assert key(run_settings, budget) != key(run_settings, wider)
+
+
+# --- the registry: one module + one yaml a protocol ----------------------------------------
+
+
+def test_every_protocol_yaml_has_its_registered_module_and_back():
+    from tiedae.config import CONFIG_DIR
+    from tiedae.protocols import PROTOCOLS
+
+    yamls = {path.stem for path in (CONFIG_DIR / "protocol").glob("*.yaml")}
+    assert set(PROTOCOLS) == yamls == {"oracle", "budget", "fixed"}
+
+
+@pytest.mark.parametrize("name", ["oracle", "budget", "fixed"])
+def test_each_shipped_protocol_yaml_is_valid_and_builds_its_typed_settings(name):
+    from tiedae.protocols import PROTOCOLS, check, protocol_of
+
+    section = make_config(f"protocol={name}").protocol
+    assert check(section) == []
+    protocol = protocol_of(section)
+    assert type(protocol) is PROTOCOLS[name]
+    for key, value in section.items():
+        if key != "name":
+            assert getattr(protocol, key) == value  # every yaml value is a typed field
+
+
+@pytest.mark.parametrize(
+    ("section", "problems"),
+    [
+        ({"name": "budget", "valid_fraction": 1.5, "fixed_epochs": 3, "pretrain_holdout": 0.05},
+         ["protocol.valid_fraction=1.5 must be a number in (0, 1)"]),
+        ({"name": "fixed", "fixed_epochs": 0, "pretrain_holdout": 0},
+         ["protocol.pretrain_holdout=0 must be a number in (0, 1)",
+          "protocol.fixed_epochs=0 must be a positive integer"]),
+        ({"name": "holdout"}, ["protocol='holdout' is unknown; allowed: budget, fixed, oracle"]),
+    ],
+)  # fmt: skip
+def test_a_protocols_bad_values_are_each_one_line(section, problems):
+    from tiedae.protocols import check
+
+    assert check(OmegaConf.create(section)) == problems
+
+
+def test_a_name_registers_once():
+    from tiedae.protocols import PROTOCOLS
+
+    with pytest.raises(ValueError, match="registered twice"):
+        PROTOCOLS.register("budget")(object)

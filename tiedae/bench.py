@@ -191,12 +191,9 @@ class Clock:
 
 
 def compose_config(data: str, overrides: Sequence[str]):
-    from hydra import compose, initialize_config_dir
+    from tiedae.compose import compose_config as compose
 
-    from tiedae.config import CONFIG_DIR
-
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"data={data}", *overrides])
+    return compose([f"data={data}", *overrides])
 
 
 def _precision_table(summary: Sequence[dict[str, Any]], stage: str, quality: str) -> list[str]:
@@ -828,18 +825,9 @@ def report(
 
 def sweep_jobs(experiment: str) -> list:
     """The composed config of every job in a sweep experiment's grid (``a,b,c`` lists)."""
-    from hydra import compose, initialize_config_dir
+    from tiedae.compose import grid_configs
 
-    from tiedae.config import CONFIG_DIR
-
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        grid = compose("config", [f"experiment={experiment}"], return_hydra_config=True)
-        params = {key: str(value).split(",") for key, value in grid.hydra.sweeper.params.items()}
-        grid_points = [
-            [f"{key}={value}" for key, value in zip(params, values, strict=True)]
-            for values in itertools.product(*params.values())
-        ]
-        return [compose("config", [f"experiment={experiment}", *point]) for point in grid_points]
+    return grid_configs(experiment)
 
 
 def study_estimate(options: Options, rows: Sequence[Measurement]) -> str:

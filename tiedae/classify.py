@@ -35,7 +35,7 @@ def train_classifier(
     on_epoch_end: EpochCallback | None = None,
 ) -> tuple[keras.Sequential, History]:
     """Train on the labeled indices only, early-stopping on ``splits``' validation set (the
-    protocol's: see tiedae.data.labeled_view; patience=None: a fixed number of epochs).
+    protocol's: see tiedae.protocols; patience=None: a fixed number of epochs).
 
     With ``pretrained`` layers, the lowest ``reuse`` hidden layers start from them and are
     frozen when ``classifier.freeze``; with ``classifier.frozen_epochs`` they are frozen for

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tiedae.config import CONFIG_DIR, ConfigError, DivergedError, validate
+from tiedae.config import CONFIG_DIR, ConfigError, DivergedError, check_choices, validate
 from tiedae.data import DataError
 from tiedae.tracking import TrackingError
 
@@ -38,6 +38,7 @@ def sweep_job_log(cfg: DictConfig) -> Path | None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     try:
+        check_choices(HydraConfig.get().runtime.choices)  # a typo'd method= is not the defaults
         validate(cfg)  # before TensorFlow loads: a bad value fails in a second
         from tiedae.pipeline import run_experiment  # deferred: --help and --cfg stay fast
 

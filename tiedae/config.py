@@ -15,7 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tiedae import pool
+from tiedae import pool, protocols
+from tiedae.checks import is_int, is_number, one_of, positive_int, positive_number
 from tiedae.data import DATASETS
 
 DEFAULT_FAMILY = "dense"  # model.family when absent (tiedae.models.MODEL_FAMILIES has them all)
@@ -37,7 +38,6 @@ MODEL_URI_SCHEMES = ("runs:/", "models:/")
 CLASSIFIER_KINDS = ("keras", "sklearn")
 SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
 SKLEARN_FEATURES = ("pixels", "pca", "codes")  # codes: a pretrained encoder's (its own cache)
-PROTOCOLS = ("oracle", "budget", "fixed")
 PRECISIONS = ("float32", "mixed_bfloat16")  # runtime.precision: Keras dtype policies
 DEFAULT_SIZES = (100, 30)  # the seed's encoder; other widths show in the method's name
 CONV_DEFAULT_SHAPE = (32, 64, 128, "|", 128)  # conf/model/conv_tied.yaml's filters | sizes
@@ -65,6 +65,20 @@ def config_groups(conf: Path = CONFIG_DIR) -> list[tuple[str, str, list[str]]]:
         if options:
             groups.append((folder.name, purposes.get(folder.name, ""), options))
     return groups
+
+
+def check_choices(choices: Mapping[str, Any], conf: Path = CONFIG_DIR) -> None:
+    """Every group option picked (``method=...``, ``experiment=...``) names a file of ``conf/``:
+    Hydra skips a missing option of an ``optional`` group silently, which would run the
+    defaults under a typo's name. A ConfigError, one line, otherwise."""
+    known = {name: options for name, _, options in config_groups(conf)}
+    wrong = [
+        f"{group}={choice} is not an option of {group} (options: {', '.join(known[group])})"
+        for group, choice in choices.items()
+        if group in known and choice is not None and str(choice) not in known[group]
+    ]
+    if wrong:
+        raise ConfigError("; ".join(wrong))
 
 
 def groups_help(conf: Path = CONFIG_DIR) -> str:
@@ -103,43 +117,20 @@ class DivergedError(ArithmeticError):
     """Training's loss stopped being a finite number: a learning rate too high for the data."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _positive_int(problems: list[str], key: str, value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        problems.append(f"{key}={value!r} must be a positive integer")
-
-
-def _positive_number(problems: list[str], key: str, value: Any) -> None:
-    if not _is_number(value) or value <= 0:
-        problems.append(f"{key}={value!r} must be a positive number")
-
-
-def _one_of(problems: list[str], key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        problems.append(f"{key}={value!r} is unknown; allowed: {', '.join(allowed)}")
-
-
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError listing every invalid value; does no I/O."""
     problems: list[str] = []
-    _one_of(problems, "data.name", cfg.data.name, tuple(DATASETS))
+    one_of(problems, "data.name", cfg.data.name, tuple(DATASETS))
     max_train = cfg.data.get("max_train")
     if max_train is not None:
-        _positive_int(problems, "data.max_train", max_train)
+        positive_int(problems, "data.max_train", max_train)
     if cfg.data.get("classes") is not None:
         _class_list(problems, "data.classes", cfg.data.classes, n_classes(cfg))
     _validate_labels(problems, cfg.labels)
-    if not _is_int(cfg.seed) or cfg.seed < 0:
+    if not is_int(cfg.seed) or cfg.seed < 0:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
     _validate_model(problems, cfg.model)
-    _one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
+    one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
     family = _families().get(family_name(cfg.model))
     why_not = family.unsupported.get(cfg.pretrain.name) if family else None
     if why_not:
@@ -152,15 +143,15 @@ def validate(cfg: DictConfig) -> None:
     jit = cfg.runtime.get("jit", False)
     if not (isinstance(jit, bool) or jit == "auto"):
         problems.append(f"runtime.jit={cfg.runtime.jit!r} must be true, false or auto")
-    _one_of(problems, "runtime.precision", precision_name(cfg), PRECISIONS)
+    one_of(problems, "runtime.precision", precision_name(cfg), PRECISIONS)
     flush = cfg.tracking.get("epoch_flush_seconds", 0)
     if not isinstance(flush, int | float) or isinstance(flush, bool) or flush < 0:
         problems.append(f"tracking.epoch_flush_seconds={flush!r} must be a number >= 0")
     if cfg.pretrain.name in AUTOENCODERS:
         _validate_autoencoder(problems, cfg.pretrain)
     if cfg.pretrain.name == "greedy":
-        _one_of(problems, "pretrain.code_optimizer", cfg.pretrain.get("code_optimizer"), OPTIMIZERS)
-        _positive_number(
+        one_of(problems, "pretrain.code_optimizer", cfg.pretrain.get("code_optimizer"), OPTIMIZERS)
+        positive_number(
             problems, "pretrain.code_learning_rate", cfg.pretrain.get("code_learning_rate")
         )
     if cfg.pretrain.name == "transfer":
@@ -168,7 +159,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_protocol(problems, cfg.get("protocol"))
     _validate_pool(problems, cfg)
     kind = cfg.classifier.get("kind", "keras")
-    _one_of(problems, "classifier.kind", kind, CLASSIFIER_KINDS)
+    one_of(problems, "classifier.kind", kind, CLASSIFIER_KINDS)
     if kind == "sklearn":
         _validate_sklearn(problems, cfg.classifier, cfg.pretrain, cfg.model)
     else:
@@ -198,7 +189,7 @@ def _validate_labels(problems: list[str], labels: DictConfig) -> None:
         or not 0 < fraction <= 1
     ):  # fmt: skip
         problems.append(f"labels.fraction={fraction!r} must be in (0, 1]")
-    if count is not None and count != "all" and (not _is_int(count) or count < 1):
+    if count is not None and count != "all" and (not is_int(count) or count < 1):
         problems.append(f"labels.count={count!r} must be a positive integer or 'all'")
     allow = labels.get("allow_few_per_class", False)
     if not isinstance(allow, bool):
@@ -206,45 +197,36 @@ def _validate_labels(problems: list[str], labels: DictConfig) -> None:
 
 
 def _validate_protocol(problems: list[str], protocol: DictConfig | None) -> None:
-    name = protocol.get("name") if protocol is not None else None
-    _one_of(problems, "protocol", name, PROTOCOLS)
-    if name not in ("budget", "fixed"):
-        return
-    shares = ("valid_fraction", "pretrain_holdout") if name == "budget" else ("pretrain_holdout",)
-    for key in shares:
-        value = protocol.get(key)
-        if not _is_number(value) or not 0 < value < 1:
-            problems.append(f"protocol.{key}={value!r} must be a number in (0, 1)")
-    _positive_int(problems, "protocol.fixed_epochs", protocol.get("fixed_epochs"))
+    problems.extend(protocols.check(protocol))
 
 
 def _validate_model(problems: list[str], model: DictConfig) -> None:
     sizes = model.get("sizes")
     if not OmegaConf.is_list(sizes) or len(sizes) == 0:
         problems.append(f"model.sizes={sizes!r} must be a non-empty list of widths, e.g. [100,30]")
-    elif not all(_is_int(width) and width > 0 for width in sizes):
+    elif not all(is_int(width) and width > 0 for width in sizes):
         problems.append(
             f"model.sizes={list(sizes)} must hold positive integers; a tied decoder mirrors "
             "each width"
         )
     if not isinstance(model.get("tied"), bool):
         problems.append(f"model.tied={model.get('tied')!r} must be true or false")
-    _one_of(problems, "model.activation", model.activation, ACTIVATIONS)
-    _one_of(problems, "model.kernel_initializer", model.kernel_initializer, INITIALIZERS)
+    one_of(problems, "model.activation", model.activation, ACTIVATIONS)
+    one_of(problems, "model.kernel_initializer", model.kernel_initializer, INITIALIZERS)
     families = _families()
-    _one_of(problems, "model.family", family_name(model), tuple(families))
+    one_of(problems, "model.family", family_name(model), tuple(families))
     if family_name(model) in families:
         families[family_name(model)].validate(problems, OmegaConf.to_container(model, resolve=True))
 
 
 def _validate_autoencoder(problems: list[str], pretrain: DictConfig) -> None:
-    _positive_int(problems, "pretrain.epochs", pretrain.epochs)
-    _positive_int(problems, "pretrain.batch_size", pretrain.batch_size)
-    _positive_number(problems, "pretrain.learning_rate", pretrain.learning_rate)
-    _one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
-    _one_of(problems, "pretrain.loss", pretrain.loss, AE_LOSSES)
-    _one_of(problems, "pretrain.input_noise", pretrain.get("input_noise", "none"), NOISES)
-    _one_of(problems, "pretrain.images", pretrain.get("images", "selected"), AE_IMAGES)
+    positive_int(problems, "pretrain.epochs", pretrain.epochs)
+    positive_int(problems, "pretrain.batch_size", pretrain.batch_size)
+    positive_number(problems, "pretrain.learning_rate", pretrain.learning_rate)
+    one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
+    one_of(problems, "pretrain.loss", pretrain.loss, AE_LOSSES)
+    one_of(problems, "pretrain.input_noise", pretrain.get("input_noise", "none"), NOISES)
+    one_of(problems, "pretrain.images", pretrain.get("images", "selected"), AE_IMAGES)
     rate = pretrain.get("noise_rate", 0.0)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
         problems.append(f"pretrain.noise_rate={rate!r} must be a number >= 0")
@@ -261,7 +243,7 @@ def _class_list(problems: list[str], key: str, classes: Any, count: int | None =
     data loads); True when ``classes`` is such a list."""
     if (
         not OmegaConf.is_list(classes) or len(classes) < 2 or len(set(classes)) != len(classes)
-        or not all(_is_int(c) and c >= 0 and (count is None or c < count) for c in classes)
+        or not all(is_int(c) and c >= 0 and (count is None or c < count) for c in classes)
     ):  # fmt: skip
         upper = "k-1" if count is None else count - 1
         problems.append(
@@ -302,29 +284,29 @@ def _validate_transfer(
                 f"pretrain.source_classes={list(chosen)} shares classes {shared} with "
                 f"data.classes={list(target)}: the source task would see the target's labels"
             )
-    _positive_int(problems, "pretrain.epochs", pretrain.epochs)
-    _positive_int(problems, "pretrain.patience", pretrain.patience)
-    _positive_int(problems, "pretrain.batch_size", pretrain.batch_size)
-    _positive_number(problems, "pretrain.learning_rate", pretrain.learning_rate)
-    _one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
+    positive_int(problems, "pretrain.epochs", pretrain.epochs)
+    positive_int(problems, "pretrain.patience", pretrain.patience)
+    positive_int(problems, "pretrain.batch_size", pretrain.batch_size)
+    positive_number(problems, "pretrain.learning_rate", pretrain.learning_rate)
+    one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
 
 
 def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
     _validate_reuse(problems, classifier, model)
     if not isinstance(classifier.get("freeze"), bool):
         problems.append(f"classifier.freeze={classifier.get('freeze')!r} must be true or false")
-    _positive_int(problems, "classifier.epochs", classifier.epochs)
-    _positive_int(problems, "classifier.patience", classifier.patience)
-    _positive_int(problems, "classifier.batch_size", classifier.batch_size)
-    _positive_number(problems, "classifier.learning_rate", classifier.learning_rate)
-    _one_of(problems, "classifier.optimizer", classifier.optimizer, OPTIMIZERS)
+    positive_int(problems, "classifier.epochs", classifier.epochs)
+    positive_int(problems, "classifier.patience", classifier.patience)
+    positive_int(problems, "classifier.batch_size", classifier.batch_size)
+    positive_number(problems, "classifier.learning_rate", classifier.learning_rate)
+    one_of(problems, "classifier.optimizer", classifier.optimizer, OPTIMIZERS)
     _validate_schedule(problems, classifier)
 
 
 def _validate_reuse(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
     reuse = classifier.get("reuse_layers")
     n_layers = _n_layers(model)
-    if reuse is not None and (not _is_int(reuse) or not 1 <= reuse <= max(n_layers, 1)):
+    if reuse is not None and (not is_int(reuse) or not 1 <= reuse <= max(n_layers, 1)):
         problems.append(
             f"classifier.reuse_layers={reuse!r} must be null (all) or 1..{n_layers}, the number "
             "of encoder layers (model.sizes, and model.filters for model.family=conv)"
@@ -347,8 +329,8 @@ def _validate_schedule(problems: list[str], classifier: DictConfig) -> None:
     frozen_epochs = classifier.get("frozen_epochs")
     if frozen_epochs is None:
         return
-    _positive_int(problems, "classifier.frozen_epochs", frozen_epochs)
-    _positive_number(
+    positive_int(problems, "classifier.frozen_epochs", frozen_epochs)
+    positive_number(
         problems, "classifier.finetune_learning_rate", classifier.get("finetune_learning_rate")
     )
     if classifier.get("freeze") is True:
@@ -376,23 +358,23 @@ def _validate_sklearn(
         )
     if codes:
         _validate_reuse(problems, classifier, model)
-    _one_of(problems, "classifier.name", classifier.name, SKLEARN_ESTIMATORS)
-    _one_of(problems, "classifier.features", classifier.get("features"), SKLEARN_FEATURES)
+    one_of(problems, "classifier.name", classifier.name, SKLEARN_ESTIMATORS)
+    one_of(problems, "classifier.features", classifier.get("features"), SKLEARN_FEATURES)
     if classifier.get("features") == "pca":
-        _positive_int(problems, "classifier.components", classifier.get("components"))
+        positive_int(problems, "classifier.components", classifier.get("components"))
     if classifier.name == "label_spreading":
         if classifier.get("features") == "pixels":
             problems.append(
                 "classifier.features=pixels is too slow for label_spreading's neighbour graph; "
                 "allowed: pca, codes"
             )
-        _positive_int(problems, "classifier.n_neighbors", classifier.get("n_neighbors"))
-    _positive_int(problems, "classifier.max_iter", classifier.get("max_iter"))
+        positive_int(problems, "classifier.n_neighbors", classifier.get("n_neighbors"))
+    positive_int(problems, "classifier.max_iter", classifier.get("max_iter"))
     key = "C" if classifier.name == "logreg" else "alpha"
     value = classifier.get(key)
     values = list(value) if OmegaConf.is_list(value) else [value]
     upper = 1.0 if key == "alpha" else float("inf")
-    if not values or not all(_is_number(v) and 0 < v < upper for v in values):
+    if not values or not all(is_number(v) and 0 < v < upper for v in values):
         allowed = "in (0, 1)" if key == "alpha" else "> 0"
         problems.append(
             f"classifier.{key}={value!r} must be a number {allowed} or a list of them "
@@ -600,7 +582,7 @@ def protocol_settings(
 
 
 def protocol_name(cfg: DictConfig) -> str:
-    return cfg.get("protocol", {}).get("name", "oracle")
+    return protocols.name_of(cfg.get("protocol"))
 
 
 def key_parts(settings: Mapping[str, Any]) -> dict[str, str]:

@@ -21,19 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 from tiedae import config as C
 from tiedae import provenance as P
 from tiedae.baselines import Codes, check_baseline_fits, run_baseline
+from tiedae.checks import is_int
 from tiedae.classify import evaluate_on_test, evaluate_on_validation, train_classifier
 from tiedae.data import (
-    LabeledView,
     Splits,
     data_identity,
     dataset_sources,
     labeled_count,
     labeled_shortfall,
-    labeled_view,
     labels_per_class,
     load_dataset,
-    pretraining_holdout,
-    pretraining_view,
     stratified_subset,
 )
 from tiedae.models import model_family, transplant_encoder
@@ -46,6 +43,13 @@ from tiedae.pretrain import (
     pretrained_layers,
 )
 from tiedae.probes import log_probes
+from tiedae.protocols import (
+    LabeledView,
+    labeled_view,
+    pretraining_holdout,
+    pretraining_view,
+    protocol_of,
+)
 from tiedae.report import reconstructions_figure
 from tiedae.tracking import (
     LAUNCH,
@@ -121,7 +125,7 @@ def epoch_logger(run: RunLog, prefix: str):
 def check_labels_fit(cfg: DictConfig, splits: Splits) -> int:
     n_train = len(splits.x_train)
     count = cfg.labels.get("count")
-    if cfg.labels.get("fraction") is None and C._is_int(count) and count > n_train:
+    if cfg.labels.get("fraction") is None and is_int(count) and count > n_train:
         raise C.ConfigError(
             f"labels.count={count} is larger than the {n_train} training images of "
             f"{splits.name}; use at most {n_train} or labels.count=all"
@@ -134,7 +138,7 @@ ALLOW_FEW = "labels.allow_few_per_class"  # the setting (and the tag) that lets 
 
 def labels_needed_per_class(cfg: DictConfig) -> int:
     """Labeled images a class needs: one to be learnt at all, two under budget (one validates)."""
-    return 2 if C.protocol_name(cfg) == "budget" else 1
+    return protocol_of(cfg.get("protocol")).labels_per_class
 
 
 def check_labels_per_class(cfg: DictConfig, splits: Splits) -> None:

@@ -161,15 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps={args.steps} must be at least 1")
-    from hydra import compose, initialize_config_dir
-
     from tiedae.cli import USER_ERRORS, exit_with_error
-    from tiedae.config import CONFIG_DIR, validate
+    from tiedae.compose import compose_config
+    from tiedae.config import validate
     from tiedae.objectives import check_objective
 
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(args.overrides))
     try:
+        cfg = compose_config(args.overrides)
         validate(cfg)
         check_objective(cfg)
         if cfg.objective.get("name", "none") == "none":

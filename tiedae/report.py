@@ -502,10 +502,8 @@ def write_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from tiedae.config import CONFIG_DIR, PROJECT_ROOT
+    from tiedae.compose import compose_config
+    from tiedae.config import PROJECT_ROOT, ConfigError
     from tiedae.tracking import NOTE, SWEEP_COMMANDS, Tracker, TrackingError, TrackingSettings
 
     parser = argparse.ArgumentParser(prog="tiedae-table", description=__doc__.splitlines()[0])
@@ -546,13 +544,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A sweep's own command line works here too: its grids (a=1,2) are dropped, the rest
     # (experiment, sweep.name, tracking) say which sweep and which store.
-    parsed = OverridesParser.create().parse_overrides(args.overrides)
-    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=plain)
     try:
+        cfg = compose_config(args.overrides, drop_grids=True)
         tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
-    except TrackingError as error:
+    except (ConfigError, TrackingError) as error:
         print(f"tiedae-table: error: {error}", file=sys.stderr)
         return 2
     sweeps = tracker.sweep_names()

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
+from tiedae import checks
 from tiedae.config import ConfigError
 from tiedae.models import (
     DEFAULT_FAMILY,
@@ -73,28 +74,20 @@ def register(name: str) -> Callable[[type[Objective]], type[Objective]]:
 # --- checks -------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def non_negative(problems: list[str], key: str, value: Any) -> None:
-    if not _number(value) or value < 0:
-        problems.append(f"objective.{key}={value!r} must be a number >= 0")
+    checks.non_negative(problems, f"objective.{key}", value)
 
 
 def positive_int(problems: list[str], key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        problems.append(f"objective.{key}={value!r} must be a positive integer")
+    checks.positive_int(problems, f"objective.{key}", value)
 
 
 def boolean(problems: list[str], key: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        problems.append(f"objective.{key}={value!r} must be true or false")
+    checks.boolean(problems, f"objective.{key}", value)
 
 
 def one_of(problems: list[str], key: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        problems.append(f"objective.{key}={value!r} is unknown; allowed: {', '.join(allowed)}")
+    checks.one_of(problems, f"objective.{key}", value, allowed)
 
 
 BY_LABELS = "by_labels"  # {N: {setting: value}}: a labeled count's own settings (the reference's)
@@ -224,7 +217,7 @@ class Objective:
         one_of(problems, "penalty", section.get("penalty", "none"), ("none", *PENALTIES))
         non_negative(problems, "penalty_weight", section.get("penalty_weight", 0.0))
         start = section.get("lr_decay_start")
-        if start is not None and (not _number(start) or not 0 <= start < 1):
+        if start is not None and (not checks.is_number(start) or not 0 <= start < 1):
             problems.append(f"objective.lr_decay_start={start!r} must be null or in [0, 1)")
         one_of(problems, "labeled_batches", section.get("labeled_batches", "concatenated"),
                LABELED_BATCHES)  # fmt: skip

@@ -17,10 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from tiedae.config import CONFIG_DIR
+from tiedae.compose import compose_config
 from tiedae.data import Splits, load_dataset, stratified_subset
 from tiedae.objectives import build_objective
 from tiedae.objectives.base import (
@@ -73,10 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     for method in args.methods.split(","):
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(
-                "config", overrides=[f"method={method}", "data.max_train=5500", *args.set]
-            )
+        cfg = compose_config([f"method={method}", "data.max_train=5500", *args.set])
         configure_runtime(cfg, deterministic=False)
         splits = load_dataset(cfg.data)
         labeled = stratified_subset(splits.y_train, args.labels, cfg.seed)

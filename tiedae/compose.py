@@ -1,0 +1,65 @@
+"""One way for the entry points besides ``tiedae`` itself (the table, the benchmark, the
+profiler, the per-row cost) to compose the run's config: the same ``conf/`` tree and override
+grammar as ``tiedae``, and a one-line :class:`~tiedae.config.ConfigError` for an override that
+names no setting or no option (``tiedae`` gets Hydra's own message; these get the same line).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, open_dict
+
+from tiedae.config import CONFIG_DIR, ConfigError, check_choices
+
+
+def compose_config(
+    overrides: Sequence[str] = (), *, drop_grids: bool = False, hydra_config: bool = False
+) -> DictConfig:
+    """The config ``tiedae <overrides>`` would run. ``drop_grids``: a sweep's own command line
+    is accepted, its grids (``a=1,2``) left out; ``hydra_config``: keep the ``hydra`` node
+    (its sweeper's grid, for :func:`grid_configs`)."""
+    overrides = list(overrides)
+    if drop_grids:
+        overrides = [o.input_line for o in _parse(overrides) if not o.is_sweep_override()]
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    except HydraException as error:
+        raise ConfigError(_one_line(error, overrides)) from None
+    check_choices(cfg.hydra.runtime.choices)
+    if not hydra_config:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
+
+
+def grid_configs(experiment: str, overrides: Sequence[str] = ()) -> list[DictConfig]:
+    """The composed config of every job of a sweep experiment's grid (its ``a,b,c`` lists, in
+    the order Hydra's basic sweeper runs them: the first parameter varies slowest)."""
+    base = [f"experiment={experiment}", *overrides]
+    grid = compose_config(base, hydra_config=True).hydra.sweeper.params or {}
+    params = {key: str(value).split(",") for key, value in grid.items()}
+    points = itertools.product(*params.values())
+    return [
+        compose_config([*base, *(f"{k}={v}" for k, v in zip(params, point, strict=True))])
+        for point in points
+    ]
+
+
+def _parse(overrides: Sequence[str]) -> list:
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as error:
+        raise ConfigError(_one_line(error, overrides)) from None
+
+
+def _one_line(error: Exception, overrides: Sequence[str]) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    given = " ".join(overrides) or "(no overrides)"
+    reason = lines[0] if lines else type(error).__name__
+    return f"{reason} (overrides: {given}); `tiedae --help` lists the groups and their options"
