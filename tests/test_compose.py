@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tiedae import report
 from tiedae.compose import compose_config, grid_configs
 from tiedae.config import CONFIG_DIR, ConfigError
+from tiedae.report import cli as report
 
 
 def test_the_config_is_the_one_hydra_composes_for_the_same_overrides():

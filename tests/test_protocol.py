@@ -225,7 +225,9 @@ def test_protocol_is_validated_and_part_of_the_keys_that_it_changes():
 
     with pytest.raises(ConfigError, match=r"protocol.valid_fraction=1.5 must be a number in \(0"):
         validate(make_config("protocol=budget", "protocol.valid_fraction=1.5"))
-    with pytest.raises(ConfigError, match="protocol='nope' is unknown; allowed: budget, fixed, oracle"):
+    with pytest.raises(
+        ConfigError, match="protocol='nope' is unknown; allowed: budget, fixed, oracle"
+    ):
         validate(make_config("protocol.name=nope"))
     with pytest.raises(ConfigError, match=r"protocol.pretrain_holdout=0 must be a number in \(0"):
         validate(make_config("protocol=fixed", "protocol.pretrain_holdout=0"))

@@ -7,16 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiedae.report import (
-    accuracy_table,
-    at_labels,
-    at_seeds,
-    deduplicate,
-    scratch_rows,
-    summarize,
-    tidy_runs,
-    write_report,
-)
+from tiedae.report.runs import at_labels, at_seeds, deduplicate, tidy_runs
+from tiedae.report.tables import accuracy_table, scratch_rows, summarize
+from tiedae.report.write import write_report
 
 WIDE = {"model.sizes": "[500, 200]", "model.kernel_initializer": "lecun_normal"}
 
@@ -203,7 +196,7 @@ def test_a_column_whose_rows_have_different_seeds_says_so_and_which_seeds_they_s
 
 
 def test_a_reproduction_table_sets_ours_beside_the_published_figures(tmp_path):
-    from tiedae.published import PublishedError, read_published
+    from tiedae.report.published import PublishedError, read_published
 
     frame = pd.DataFrame(
         [job("ladder", s, a) for s, a in enumerate((0.80, 0.81, 0.79, 0.82, 0.80), start=1)]
@@ -236,7 +229,7 @@ def test_a_reproduction_table_sets_ours_beside_the_published_figures(tmp_path):
 def test_a_pool_axis_makes_the_columns_and_scratch_stands_at_every_value(tmp_path):
     """Columns by pool size; scratch (which reads no pool, run once per seed) is the reference
     at each; the pool's own params do not split a method into rows."""
-    from tiedae.stats import AXES
+    from tiedae.report.axes import AXES
 
     pool = {"objective.name": "entropy", "unlabeled.size": "1000"}
     frame = pd.DataFrame(

@@ -1,4 +1,4 @@
-"""tiedae.stats against scipy on hand-made inputs, and the marks of a table."""
+"""tiedae.report.stats against scipy on hand-made inputs, and the marks of a table."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from tiedae import stats
-from tiedae.report import write_report
+from tiedae.report import stats
+from tiedae.report.write import write_report
 
 
 def test_paired_test_matches_scipy():
@@ -42,7 +42,7 @@ SYMMETRIC = (0.01, -0.01, 0.008, -0.008, 0.0)
 
 
 def as_report_runs(tidy: pd.DataFrame) -> pd.DataFrame:
-    """The frame as ``tiedae.report.tidy_runs`` gives it: a row and a setting per method and
+    """The frame as ``tiedae.report.runs.tidy_runs`` gives it: a row and a setting per method and
     protocol, and the provenance columns."""
     return tidy.assign(
         row=tidy["method"], setting=tidy["method"] + "/" + tidy["protocol"],
@@ -160,7 +160,7 @@ def test_a_semi_supervised_objective_row_is_under_test_not_a_baseline():
 
 def test_the_detectable_difference_has_the_asked_power_by_simulation():
     """At the returned difference a paired t-test at α = 0.05 rejects in about 80% of draws."""
-    from tiedae.stats import detectable_difference
+    from tiedae.report.stats import detectable_difference
 
     rng = np.random.default_rng(0)
     delta = detectable_difference(2.0, 5)

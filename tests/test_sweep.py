@@ -10,8 +10,8 @@ from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
 from tiedae.config import PROJECT_ROOT
-from tiedae.report import main as report_main
-from tiedae.report import summary_note
+from tiedae.report.cli import main as report_main
+from tiedae.report.write import summary_note
 
 SMOKE = ["experiment=sweep_smoke"]
 N_JOBS = 2 * 4 * 2  # seeds x methods x labeled counts in conf/experiment/sweep_smoke.yaml

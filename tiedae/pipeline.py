@@ -50,7 +50,7 @@ from tiedae.protocols import (
     pretraining_view,
     protocol_of,
 )
-from tiedae.report import reconstructions_figure
+from tiedae.report.figures import reconstructions_figure
 from tiedae.tracking import (
     LAUNCH,
     LAUNCH_ENV,

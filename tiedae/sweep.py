@@ -94,7 +94,7 @@ class SweepParentCallback(Callback):
     def _write_summary(self) -> None:
         """The parent run's description: its jobs' test accuracy by method and labeled count,
         rounded as the paper table (``python -m tiedae.report`` replaces it with its table)."""
-        from tiedae.report import sweep_summary
+        from tiedae.report.write import sweep_summary
         from tiedae.tracking import NOTE, RunLog
 
         try:

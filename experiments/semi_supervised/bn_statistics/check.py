@@ -16,7 +16,8 @@ import tensorflow as tf
 from hydra import compose, initialize_config_dir
 
 from tiedae.config import CONFIG_DIR
-from tiedae.data import labeled_view, load_dataset, stratified_subset
+from tiedae.data import load_dataset, stratified_subset
+from tiedae.protocols import labeled_view
 from tiedae.objectives import build_objective
 from tiedae.objectives.base import fit_objective
 from tiedae.objectives.ladder import batch_normalize

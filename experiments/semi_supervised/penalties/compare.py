@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 
 from tiedae.config import CONFIG_DIR, method_name
 from tiedae.report import at_labels, tidy_runs
-from tiedae.stats import paired_test
+from tiedae.report.stats import paired_test
 from tiedae.tracking import Tracker, TrackingSettings
 
 METHODS = ("ladder_tied", "joint_tied")

@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 
 from tiedae.config import CONFIG_DIR, method_name
 from tiedae.report import at_labels, tidy_runs
-from tiedae.stats import paired_test
+from tiedae.report.stats import paired_test
 from tiedae.tracking import Tracker, TrackingSettings
 
 MIXED = "runtime.precision=mixed_bfloat16"

@@ -19,65 +19,33 @@ best mean per column is bold.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats as sps  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Axis:
-    """What a table's columns count (the tidy frame's ``n_labels`` column holds its values):
-    the run param it comes from, how a column and a value are named, the plots' x label."""
-
-    param: str = "labels.n"
-    header: str = "{} labels"  # a column's name, from its value
-    title: str = "labeled images per run (labels.count)"  # budget validates a share of these
-    log_scale: bool = True
-    set_by: tuple[str, ...] = ()  # the settings a sweep varies to move along it: not a row's
-
-    @property
-    def params(self) -> tuple[str, ...]:
-        return (self.param, *self.set_by)
-
-    def column(self, value: Any) -> str:
-        number = f"{value:g}" if isinstance(value, float) else str(value)
-        return self.header.format(number)
-
-
-LABELS = Axis()
-# The axes a table can sweep besides labels (python -m tiedae.report --axis NAME).
-AXES = {
-    "labels": LABELS,
-    "pool": Axis(
-        "unlabeled.n",
-        "{} unlabeled",
-        "unlabeled images in the pool (unlabeled.n)",
-        set_by=("unlabeled.size",),
-    ),
-    "mismatch": Axis(
-        "unlabeled.mismatch",
-        "mismatch {}",
-        "share of the pool outside the labeled classes",
-        log_scale=False,
-    ),
-}
+from tiedae.report.axes import AXES, LABELS, Axis  # noqa: F401 (stats.Axis: the axes' old home)
+from tiedae.report.plots import method_order, payoff_plot, row_styles
+from tiedae.report.runs import row_label
 
 REFERENCE = "scratch"
+
+
 ALPHA = 0.05
+
+
 CONFIDENCE = 0.95
+
+
 WILCOXON_MIN_PAIRS = 6  # with 5 pairs the exact two-sided p is at least 2/32 = 0.0625
+
+
 GAIN, LOSS = "†", "‡"
 AGAINST = {"scratch": "s", "best baseline": "b"}
+
+
 COMPARISON_COLUMNS = [
     "protocol", "method", "n_labels", "against", "reference", "n_pairs", "mean_diff",
     "ci_low", "ci_high", "t_p", "wilcoxon_p", "holm_p", "significant", "mark",
@@ -230,6 +198,8 @@ PROTOCOL_COLUMNS = [
     "method", "n_labels", "protocol", "against_protocol", "n_pairs", "mean_diff", "ci_low",
     "ci_high", "t_p", "wilcoxon_p", "holm_p", "significant",
 ]  # fmt: skip
+
+
 REFERENCE_PROTOCOLS = ("budget", "oracle")  # the first present is the one compared against
 
 
@@ -284,22 +254,12 @@ def protocol_notes(comparisons: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _row_label(protocol: str, method: str, several: bool) -> str:
-    return f"{method} [{protocol}]" if several and protocol else method
-
-
-def _split_row_label(label: str) -> tuple[str, str] | None:
-    """(method, protocol) of a ``_row_label`` naming its protocol; None for a bare method."""
-    found = re.fullmatch(r"(.+) \[([^\[\]]+)\]", str(label))
-    return (found[1], found[2]) if found else None
-
-
 def protocol_rows(tidy: pd.DataFrame) -> pd.DataFrame:
     """``tidy`` with methods named ``method [protocol]`` when it mixes protocols (for tables and
     plots that group by method alone); unchanged otherwise."""
     if "protocol" not in tidy or tidy["protocol"].nunique() < 2:
         return tidy
-    labels = [_row_label(p, m, True) for p, m in zip(tidy["protocol"], tidy["method"], strict=True)]
+    labels = [row_label(p, m, True) for p, m in zip(tidy["protocol"], tidy["method"], strict=True)]
     return tidy.assign(method=labels)
 
 
@@ -343,7 +303,7 @@ def marked_cells(
     }  # fmt: skip
     cells = pd.DataFrame(
         [[found.get((p, m, n)) for n in columns] for p, m in labels],
-        index=[_row_label(p, m, several) for p, m in labels],
+        index=[row_label(p, m, several) for p, m in labels],
         columns=columns,
         dtype=object,
     )
@@ -397,89 +357,6 @@ def to_latex(cells: pd.DataFrame, axis: Axis = LABELS) -> str:
         lines.append(" & ".join([name, *(_cell_text(c, True) for c in row)]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
-
-
-LINE_STYLES = ("-", "--", ":", "-.")
-
-
-def line_style(index: int, dash: int = 0) -> dict[str, str]:
-    """The ``index``-th line's colour and dash: the 10 colours of the default cycle, then the
-    same colours dashed, so that up to 40 lines of one plot never look alike; ``dash`` moves
-    the dash along (a second protocol's line beside the first's)."""
-    dashes = LINE_STYLES[(index // 10 + dash) % len(LINE_STYLES)]
-    return {"color": f"C{index % 10}", "linestyle": dashes}
-
-
-METHOD_ORDER = ("scratch",)  # rows starting so come first; the rest follow alphabetically
-
-
-def method_order(methods: Iterable[str]) -> list[str]:
-    """The order of a table's rows: scratch rows first, then the rest alphabetically."""
-    methods = list(dict.fromkeys(methods))
-    first = [m for m in methods if str(m).startswith(METHOD_ORDER)]
-    return sorted(first) + sorted(m for m in methods if m not in first)
-
-
-def row_styles(rows: Iterable[str]) -> dict[str, dict[str, str]]:
-    """Each row's line style, in the table's order: given every row of a report, a row looks
-    the same in its accuracy plot and its payoff plot (where scratch itself is no line). Rows
-    of several protocols (``method [protocol]``) keep their method's colour, one dash per
-    protocol, so that a method's budget and oracle lines read as a pair."""
-    ordered = method_order(rows)
-    split = [_split_row_label(row) for row in ordered]
-    if not all(split):
-        return {row: line_style(index) for index, row in enumerate(ordered)}
-    methods = list(dict.fromkeys(method for method, _ in split))
-    protocols = sorted({protocol for _, protocol in split})
-    return {
-        row: line_style(methods.index(method), dash=protocols.index(protocol))
-        for row, (method, protocol) in zip(ordered, split, strict=True)
-    }
-
-
-def legend_beside(axis) -> None:
-    """The legend right of the plot, where it hides no line (save with bbox_inches="tight")."""
-    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-
-
-def payoff_plot(
-    comparisons: pd.DataFrame,
-    path: Path,
-    title: str,
-    styles: Mapping[str, Mapping[str, str]] | None = None,
-    axis: Axis = LABELS,
-) -> Path:
-    """Difference from scratch (percentage points) with its 95% interval against labeled count,
-    one line per method; above 0 pretraining (or the method) pays off. ``styles``: each row
-    label's line style (``row_styles``); a label it lacks gets one in this plot's own order."""
-    against = comparisons[comparisons["against"] == "scratch"]
-    several = against["protocol"].nunique() > 1
-    lines = {
-        _row_label(protocol, method, several): rows.sort_values("n_labels")
-        for (protocol, method), rows in against.groupby(["protocol", "method"])
-    }
-    styles = {**row_styles(lines), **(styles or {})}
-    figure, plot = plt.subplots(figsize=(7, 4.5))
-    for label in method_order(lines):
-        rows = lines[label]
-        mean = 100 * rows["mean_diff"].to_numpy()
-        low = mean - 100 * rows["ci_low"].to_numpy()
-        high = 100 * rows["ci_high"].to_numpy() - mean
-        plot.errorbar(
-            rows["n_labels"], mean, yerr=np.nan_to_num([low, high]), marker="o", capsize=3,
-            label=label, **styles[label],
-        )  # fmt: skip
-    plot.axhline(0.0, color="black", linewidth=0.8)
-    plot.set_xscale("log" if axis.log_scale else "linear")
-    plot.set_xlabel(axis.title)
-    plot.set_ylabel("accuracy − scratch (percentage points)")
-    plot.set_title(title)
-    plot.grid(True, which="both", alpha=0.3)
-    if len(against):
-        legend_beside(plot)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    return path
 
 
 def write_statistics(

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from tiedae.stats import CONFIDENCE, POWER, detectable_difference
+from tiedae.report.stats import CONFIDENCE, POWER, detectable_difference
 
 PUBLISHED_COLUMNS = ["method", "n_labels", "accuracy", "source"]
 COLUMNS = [
