@@ -44,7 +44,7 @@ def test_experiment_seed_is_the_books_recipe():
         (["model.sizes=[]"], r"model.sizes=\[\] must be a non-empty list"),
         (["model.sizes=[100,0]"], "must hold positive integers"),
         (["model.activation=swishy"], "model.activation='swishy' is unknown; allowed: selu"),
-        (["data.name=cifar"], "data.name='cifar' is unknown; allowed: fashion_mnist, mnist"),
+        (["data.name=cifar"], "data.name='cifar' is unknown; allowed: cifar10, digits"),
         (["pretrain.learning_rate=-1"], "pretrain.learning_rate=-1 must be a positive number"),
         (["pretrain.optimizer=adagrad"], "pretrain.optimizer='adagrad' is unknown"),
         (["classifier.reuse_layers=3"], r"classifier.reuse_layers=3 must be null \(all\) or 1..2"),

@@ -28,6 +28,9 @@ class Registry(Generic[T]):
 
         return add
 
+    def get(self, name: str, default: T | None = None) -> T | None:
+        return self._entries.get(name, default)
+
     def __getitem__(self, name: str) -> T:
         return self._entries[name]
 
