@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from tiedae.data import Splits
 from tiedae.models import model_family, set_hidden_trainable, transplant_encoder
+from tiedae.timing import timed
 from tiedae.training import (
     EpochCallback,
     FitSettings,
@@ -45,11 +46,12 @@ def train_classifier(
     family = model_family(model_cfg)
     reuse = family.n_layers(model_cfg) if reuse is None else reuse
     keras.utils.set_random_seed(settings.seed)
-    classifier = family.classifier(splits.image_shape, model_cfg, splits.n_classes, reuse)
-    if pretrained:
-        transplant_encoder(
-            classifier, list(pretrained)[:reuse], trainable=not classifier_cfg.freeze
-        )
+    with timed("build"):
+        classifier = family.classifier(splits.image_shape, model_cfg, splits.n_classes, reuse)
+        if pretrained:
+            transplant_encoder(
+                classifier, list(pretrained)[:reuse], trainable=not classifier_cfg.freeze
+            )
     if pretrained and classifier_cfg.get("frozen_epochs"):
         history = _fit_gradually(
             classifier, splits, labeled, classifier_cfg, reuse, settings, on_epoch_end

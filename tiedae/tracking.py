@@ -46,6 +46,8 @@ from mlflow.entities import (
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tiedae.timing import timed
+
 ROLE = "tiedae.role"  # job | pretrain | sweep
 SWEEP = "tiedae.sweep"
 RUN_KEY = "tiedae.run_key"
@@ -78,6 +80,8 @@ by `method`. Models: each job logs its classifier (`classifier`), each pretraini
 COMPARISON_SECTION = "tiedae-comparison"  # the view's chart section
 RUN_NAME_COLUMN = "attributes.`Run Name`"  # the runs table's first column, as the UI names it
 SHARED_VIEW, SHARE_KEY = "mlflow.sharedViewState.", "viewStateShareKey"  # the UI's Share
+STORE_PHASES = ("log model", "log figures", "load cache", "other logging")  # tiedae.timing's
+# phases that talk to the store: its calls inside them are theirs, elsewhere "other logging"
 EXPERIMENT_TAGS = {NOTE: EXPERIMENT_DESCRIPTION, EXPERIMENT_KIND: "custom_model_development"}
 
 
@@ -230,6 +234,10 @@ class RunLog:
         example); pip requirements are given, not inferred, which would load the model again.
         Models holding tiedae's layers load back through ``tiedae.tracking`` under pyfunc.
         """
+        with timed("log model"):
+            return self._log_model(model, name, example)
+
+    def _log_model(self, model: Any, name: str, example: np.ndarray) -> str:
         from mlflow.models import Model, infer_signature
 
         example = np.asarray(example, dtype=np.float32)
@@ -933,7 +941,7 @@ class SignalSafe:
 
         @functools.wraps(attribute)
         def held(*args: Any, **kwargs: Any) -> Any:
-            with sigterm_held():
+            with timed("other logging", unless_in=STORE_PHASES), sigterm_held():
                 return attribute(*args, **kwargs)
 
         return held
