@@ -121,6 +121,9 @@ def _positive_number(problems: list[str], key: str, value: Any) -> None:
         problems.append(f"{key}={value!r} must be a positive number")
 
 
+JOB_MODELS = ("every", "none")  # tracking.job_models: which jobs log their classifier
+
+
 def _one_of(problems: list[str], key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         problems.append(f"{key}={value!r} is unknown; allowed: {', '.join(allowed)}")
@@ -156,6 +159,7 @@ def validate(cfg: DictConfig) -> None:
     flush = cfg.tracking.get("epoch_flush_seconds", 0)
     if not isinstance(flush, int | float) or isinstance(flush, bool) or flush < 0:
         problems.append(f"tracking.epoch_flush_seconds={flush!r} must be a number >= 0")
+    _one_of(problems, "tracking.job_models", cfg.tracking.get("job_models", "every"), JOB_MODELS)
     if cfg.pretrain.name in AUTOENCODERS:
         _validate_autoencoder(problems, cfg.pretrain)
     if cfg.pretrain.name == "greedy":

@@ -440,7 +440,8 @@ def _train_network(
         int(v.numpy().size) for v in classifier.trainable_variables
     )
     results["time/classifier_seconds"] = history.seconds
-    run.log_model(classifier, CLASSIFIER_MODEL, splits.x_train[:EXAMPLE_ROWS])
+    if cfg.tracking.get("job_models", "every") == "every":
+        run.log_model(classifier, CLASSIFIER_MODEL, splits.x_train[:EXAMPLE_ROWS])
     return results
 
 
@@ -597,7 +598,30 @@ def _load_cached(
 ) -> tuple[str, keras.Model] | None:
     """The newest cache entry for ``key`` that loads; an unreadable one is skipped, with a
     warning, and the model is trained anew (its FINISHED run stays, for a person to inspect).
-    Entries are logged models; runs from before models were logged hold a ``.keras`` file."""
+    Entries are logged models; runs from before models were logged hold a ``.keras`` file.
+    An entry this process loaded before is not downloaded again (``_IN_MEMORY``): a FINISHED
+    run's model never changes, and classifiers copy its weights, never train it."""
+    with timed("load cache"):
+        newest = tracker.pretrained_runs(key, newer_than)
+    if newest and newest[0] in _IN_MEMORY:
+        return newest[0], _IN_MEMORY[newest[0]]
+    loaded = _download_cached(tracker, key, folder, newer_than)
+    if loaded:
+        _IN_MEMORY[loaded[0]] = loaded[1]
+        while len(_IN_MEMORY) > IN_MEMORY_KEPT:
+            _IN_MEMORY.pop(next(iter(_IN_MEMORY)))
+    return loaded
+
+
+# pretraining run id -> its model, as loaded from the store by this process (sweep workers
+# load each autoencoder once, not once per job)
+_IN_MEMORY: dict[str, keras.Model] = {}
+IN_MEMORY_KEPT = 16
+
+
+def _download_cached(
+    tracker: Tracker, key: str, folder: Path, newer_than: int | None = None
+) -> tuple[str, keras.Model] | None:
     with timed("load cache"):
         cached = tracker.find_pretrained(
             key, PRETRAINED_MODEL, PRETRAINED_ARTIFACT, folder, newer_than
@@ -647,6 +671,7 @@ def autoencoder_layers(
         run.log_metrics({**final, "time/pretrain_seconds": history.seconds})
         job.log_metrics({"time/pretrain_seconds": history.seconds})
         log_probes(run, autoencoder.encoder, splits, own.x_valid, own.y_valid, cfg)
+        _log_reconstructions(run, autoencoder, own)  # the pretraining run's, drawn once
         return autoencoder
 
     settings = C.pretrain_settings(cfg)
@@ -661,7 +686,6 @@ def autoencoder_layers(
         newer_than=force_since(cfg, tracker),
     )  # fmt: skip
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
-    _log_reconstructions(job, autoencoder, own)
     return pretrained_layers(autoencoder)
 
 
