@@ -1,5 +1,6 @@
 """End to end, in process: one run on digits into a throwaway sqlite store, then read it back."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,39 @@ def test_fashion_mnist_slice_end_to_end(store):
     assert job.info.status == "FINISHED" and job.data.tags["dataset"] == "fashion_mnist"
     assert job.data.metrics["params/autoencoder"] == 82_414
     assert results["test/accuracy"] > 0.5  # 10 classes: far above chance (0.1)
+
+
+def test_a_kept_classifier_trains_as_a_fresh_one_and_is_traced_once(monkeypatch):
+    """A worker's second job of the same shape trains the kept classifier (its compiled epoch
+    traced once), to the same numbers as a fresh one in a fresh process would."""
+    from tiedae import classify, training
+    from tiedae.data import load_dataset, stratified_subset
+
+    cfg = make_config(*QUICK, "method=scratch")
+    splits = load_dataset(cfg.data)
+    settings = training.FitSettings(epochs=3, batch_size=32, seed=1, patience=None, verbose=0)
+    built = []
+    original = training.EpochRunner.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.EpochRunner, "__init__", counted)
+
+    def train(seed: int, labels: int = 100):
+        labeled = stratified_subset(splits.y_train, labels, seed)
+        model, history = classify.train_classifier(
+            splits, labeled, cfg.model, cfg.classifier, replace(settings, seed=seed)
+        )
+        return model, [epoch["val_loss"] for epoch in history.epochs]
+
+    monkeypatch.setattr(classify, "_KEPT", {})
+    first, _ = train(1)
+    second, curve = train(2)
+    assert second is first and len(built) == 1  # kept: traced once for both
+    other, _ = train(2, labels=200)  # other data shapes: another runner
+    assert len(built) == 2
+    monkeypatch.setattr(classify, "_KEPT", {})  # as a fresh process
+    fresh, fresh_curve = train(2)
+    assert fresh is not first and curve == fresh_curve  # the same numbers, to the last bit
