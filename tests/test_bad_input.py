@@ -166,6 +166,13 @@ def test_a_bad_epoch_flush_interval_stops_before_training(store, no_training, se
     assert one_line(error).startswith("tracking.epoch_flush_seconds=")
 
 
+@pytest.mark.parametrize("value", ["best", "all", "jobs"])
+def test_a_bad_job_models_setting_stops_before_training(store, no_training, value):
+    with pytest.raises(ConfigError) as error:
+        no_training(make_config("data=digits", f"tracking.job_models={value}", *store))
+    assert one_line(error) == f"tracking.job_models='{value}' is unknown; allowed: every, none"
+
+
 def test_tracking_store_in_a_missing_folder(tmp_path, no_training):
     cfg = make_config("data=digits", f"tracking.uri=sqlite:///{tmp_path}/no/such/mlflow.db")
     with pytest.raises(TrackingError) as error:

@@ -1,3 +1,4 @@
+import functools
 import gzip
 import pickle
 import struct
@@ -379,3 +380,35 @@ def test_labeled_shortfall_counts_the_classes_short_of_what_the_protocol_needs()
         "3 of the 4 classes with fewer than 2 labeled images (0, 1, 3; 2 with none)"
     )
     assert labeled_shortfall(np.zeros(9, int), needed=1).endswith("(0, 1, 2, 3, 4, 5, ...)")
+
+
+def test_a_dataset_is_loaded_and_checked_once_per_process(monkeypatch):
+    """A sweep worker's jobs share one load: the loader decodes once, the selection is checked
+    once, and every job gets the same Splits (and the same pretraining view) back."""
+    from tiedae import data, protocols
+    from tiedae.data import digits
+
+    calls = {"digits": 0, "check": 0}
+    decode, check = digits.load_digits_splits.__wrapped__, data.check_splits
+
+    def counted_decode(*args):
+        calls["digits"] += 1
+        return decode(*args)
+
+    def counted_check(*args):
+        calls["check"] += 1
+        return check(*args)
+
+    loader = functools.lru_cache(maxsize=2)(counted_decode)
+    monkeypatch.setattr(digits, "load_digits_splits", loader)
+    monkeypatch.setattr(data, "check_splits", counted_check)
+    cfg = OmegaConf.create({"name": "digits", "valid_size": 200, "test_size": 360})
+    first, second = load_dataset(cfg), load_dataset(OmegaConf.create(dict(cfg)))
+    assert first is second and calls == {"digits": 1, "check": 1}
+    budget = OmegaConf.create({"name": "budget", "pretrain_holdout": 0.05})
+    view = protocols.pretraining_view(first, budget)
+    assert protocols.pretraining_view(second, budget) is view and len(view.x_valid) == 62
+    fewer = load_dataset(OmegaConf.merge(cfg, {"max_train": 100}))  # another selection
+    assert len(fewer.x_train) == 100 and calls == {"digits": 1, "check": 2}
+    loader.cache_clear()  # the loader reads the files again: its new arrays are checked
+    assert load_dataset(cfg) is not first and calls == {"digits": 2, "check": 3}

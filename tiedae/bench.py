@@ -24,6 +24,13 @@ Stages (``--stages``, default all):
 - ``run``: one default ``tiedae`` run (its pretraining shortened to ``--epochs``): peak memory.
 - ``sweep``: the smoke sweep (``experiment=sweep_smoke``) with the pretraining cache, and with
   ``pretrain.cache=false`` (every job pretrains its own autoencoder).
+- ``jobs``: where a sweep job's time goes (issue 32). The default study's job shapes
+  (``experiment=sweep``: every method at ``--job-labels`` for ``--job-seeds``) run one after
+  the other in one process, as a sweep worker runs them, into a throw-away store; each job's
+  wall time is split into phases (``tiedae.timing``: load data, build, load cache, pretrain,
+  train, evaluate, log model, log figures, other logging, and the rest) beside its MLflow-run
+  time (end - start of its run, what issue 32 counts). Written to ``jobs.csv`` and ``jobs.md``
+  (alone: ``--stages jobs``, which leaves the other files as they are).
 
 Every measurement runs in its own process, so its peak RSS (``ru_maxrss``) is its own and no
 stage warms another. Wall time is what a user waits; CPU time (user + system) is the work done,
@@ -54,7 +61,7 @@ from typing import Any
 
 from tiedae.config import PROJECT_ROOT
 
-STAGES = ("pretrain", "classify", "objective", "run", "sweep")
+STAGES = ("pretrain", "classify", "objective", "run", "sweep", "jobs")
 RESULT_PREFIX = "BENCH-RESULT "
 SEED_PATH, TIEDAE_PATH = "seed fit", "tiedae"
 KERAS_PATH = "Keras fit"  # a semi-supervised objective as plain Keras: train_step + fit
@@ -79,6 +86,8 @@ class Options:
     overrides: tuple[str, ...] = ()  # tiedae config overrides (--set), tiedae's path only
     out: Path = PROJECT_ROOT / "experiments" / "bench"
     timeout: float = 1800.0  # seconds, per process
+    job_labels: tuple[str, ...] = ("100", "500", "1000")  # the jobs stage's labeled counts
+    job_seeds: tuple[int, ...] = (1, 2)  # and seeds (each seed pretrains its autoencoders)
 
 
 @dataclass
@@ -433,7 +442,7 @@ def keras_objective_fit(objective, cfg, labeled, unlabeled, validation, epochs: 
     return scores
 
 
-WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, float]]] = {
+WORKERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "pretrain": pretrain_worker,
     "classify": classify_worker,
     "objective": objective_worker,
@@ -577,6 +586,132 @@ def measurements(options: Options, say: Callable[[str], None]) -> Iterator[Measu
             say(f"smoke sweep, pretraining {variant}")
             overrides = ["experiment=sweep_smoke", "runtime.verbose=0", *options.overrides, *extra]
             yield measure_cli("sweep", variant, overrides, options.timeout)
+
+
+# --- the jobs stage: where a sweep job's time goes (issue 32) ------------------------------
+
+
+def job_shapes(options: Options, folder: str) -> list:
+    """The composed config of each timed job: the default study's methods at the stage's
+    labeled counts and seeds, in the sweep's order, into the store in ``folder``."""
+    from hydra import compose, initialize_config_dir
+
+    from tiedae.config import CONFIG_DIR
+
+    store = [f"tracking.uri=sqlite:///{folder}/mlflow.db", f"tracking.artifact_dir={folder}/art"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        grid = compose("config", ["experiment=sweep"], return_hydra_config=True)
+        methods = str(grid.hydra.sweeper.params.method).split(",")
+        return [
+            compose("config", ["experiment=sweep", f"seed={seed}", f"method={method}",
+                               f"labels.count={labels}", *store, *options.overrides])
+            for seed in options.job_seeds for method in methods for labels in options.job_labels
+        ]  # fmt: skip
+
+
+def jobs_worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run the jobs stage's jobs one after the other in this process; a record per job: its
+    method, labels, seed, wall seconds, MLflow-run seconds, pretraining cache tag and phases."""
+    from tiedae import timing
+    from tiedae.config import method_name, run_name
+    from tiedae.pipeline import run_experiment
+    from tiedae.tracking import Tracker, TrackingSettings
+
+    options = Options(**{key: tuple(value) if isinstance(value, list) else value
+                         for key, value in spec["options"].items()})  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="tiedae-bench-jobs-") as folder:
+        records = []
+        for cfg in job_shapes(options, folder):
+            timing.reset()
+            started = time.perf_counter()
+            run_experiment(cfg)
+            seconds = time.perf_counter() - started
+            phases = timing.phases()
+            phases["rest"] = max(0.0, seconds - sum(phases.values()))
+            records.append({
+                "name": run_name(cfg),
+                "method": method_name(cfg),
+                "labels": str(cfg.labels.count), "seed": cfg.seed,
+                "seconds": seconds, **{f"phase/{k}": v for k, v in phases.items()},
+            })  # fmt: skip
+        tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
+        frame = tracker.jobs_frame(cfg.sweep.name)
+        run_seconds = {
+            row["tags.mlflow.runName"]: (row["end_time"] - row["start_time"]).total_seconds()
+            for _, row in frame.iterrows()
+        }
+        cache = dict(zip(frame["tags.mlflow.runName"], frame["tags.pretrain.cache"], strict=True))
+    for record in records:
+        record["run_seconds"] = run_seconds.get(record["name"], float("nan"))
+        tag = cache.get(record["name"])
+        record["pretrain_cache"] = tag if isinstance(tag, str) and tag else "n/a"
+    return records
+
+
+WORKERS["jobs"] = jobs_worker
+
+
+def measure_jobs(options: Options, timeout: float) -> list[dict[str, Any]]:
+    spec = {"options": {key: value for key, value in asdict(options).items() if key != "out"}}
+    child = run_child(
+        [sys.executable, "-m", "tiedae.bench", "--worker", "jobs", json.dumps(spec)], timeout
+    )
+    lines = [line for line in child.output.splitlines() if line.startswith(RESULT_PREFIX)]
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(f"bench jobs worker failed (exit {child.returncode}):\n"
+                           f"{child.output[-3000:]}")  # fmt: skip
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+def jobs_breakdown(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per labeled count, the median seconds of each phase over the jobs that loaded their
+    autoencoder from the cache or pretrain nothing (the sweep's common case: 90 of 125 jobs
+    hit, 25 are scratch), and of all jobs' MLflow-run time."""
+    import pandas as pd
+
+    frame = pd.DataFrame(records).fillna({c: 0.0 for c in _phase_columns(records)})
+    common = frame[frame["pretrain_cache"].isin(["hit", "n/a"])]
+    rows = []
+    for labels, group in common.groupby("labels", sort=False):
+        row = {"labels": labels, "jobs": len(group),
+               "run_seconds": group["run_seconds"].median(),
+               "seconds": group["seconds"].median()}  # fmt: skip
+        row.update({c: group[c].median() for c in _phase_columns(records)})
+        row["all_jobs_run_seconds"] = frame[frame["labels"] == labels]["run_seconds"].median()
+        rows.append(row)
+    return rows
+
+
+def _phase_columns(records: Sequence[dict[str, Any]]) -> list[str]:
+    from tiedae.timing import PHASES
+
+    present = {key for record in records for key in record if key.startswith("phase/")}
+    return [f"phase/{name}" for name in (*PHASES, "rest") if f"phase/{name}" in present]
+
+
+def jobs_report(options: Options, records: Sequence[dict[str, Any]], info: dict[str, str]) -> str:
+    rows = jobs_breakdown(records)
+    phases = _phase_columns(records)
+    names = [column.split("/", 1)[1] for column in phases]
+    header = ["labels", "jobs", "MLflow-run s", "job wall s", *names, "all jobs' MLflow-run s"]
+    body = [[row["labels"], row["jobs"], f"{row['run_seconds']:.2f}", f"{row['seconds']:.2f}",
+             *(f"{row[column]:.2f}" for column in phases),
+             f"{row['all_jobs_run_seconds']:.2f}"] for row in rows]  # fmt: skip
+    return "\n".join(
+        [
+            "## Where a sweep job's time goes (issue 32)\n",
+            f"- date: {info['date']}, commit {info['commit']}; load: {info['uptime']}",
+            f"- jobs: `experiment=sweep`'s methods x labels.count={','.join(options.job_labels)} x "
+            f"seed={','.join(map(str, options.job_seeds))}, one after the other in one process (a "
+            "sweep worker's life), one TensorFlow thread, a throw-away sqlite store",
+            "- median seconds per job over the jobs whose autoencoder came from the cache or that "
+            "pretrain nothing (the sweep's common case); *rest*: the job's wall time outside the "
+            "timed phases (config, keys, Python); the last column: every job, pretrainings "
+            "included\n",
+            markdown_table(header, body),
+            "",
+        ]
+    )
 
 
 # --- summary and report -------------------------------------------------------------------
@@ -923,12 +1058,20 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
         action="store_true",
         help="a short version (a few minutes): 1 epoch, 1 repetition, no sweep",
     )
+    parser.add_argument(
+        "--job-labels",
+        default=",".join(Options.job_labels),
+        help="the jobs stage's labeled counts (default 100,500,1000)",
+    )
+    parser.add_argument("--job-seeds", default=",".join(map(str, Options.job_seeds)),
+                        help="the jobs stage's seeds (default 1,2)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Options.out, help="results folder")
     parser.add_argument("--timeout", type=float, default=Options.timeout, help="s per process")
     parser.add_argument("--worker", nargs=2, metavar=("STAGE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = args.quick
-    stages = tuple(args.stages.split(",")) if args.stages else STAGES[:-1] if quick else STAGES
+    quick_stages = tuple(stage for stage in STAGES if stage not in ("sweep", "jobs"))
+    stages = tuple(args.stages.split(",")) if args.stages else quick_stages if quick else STAGES
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         parser.error(f"--stages: {', '.join(unknown)} unknown; choose from {', '.join(STAGES)}")
@@ -954,9 +1097,34 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
         classifier_epochs=tuple(args.classifier_epochs or ((2, 1) if quick else (20, 2))),
         stages=stages, models=models, objectives=objectives,
         objective_steps=objective_steps, overrides=tuple(args.overrides), out=args.out,
-        timeout=args.timeout,
+        timeout=args.timeout, job_labels=tuple(args.job_labels.split(",")),
+        job_seeds=tuple(int(seed) for seed in args.job_seeds.split(",")),
     )  # fmt: skip
     return options, args
+
+
+def uptime() -> str:
+    """The load averages (1, 5, 15 min) as ``uptime`` prints them."""
+    return "load average: " + ", ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def write_jobs(options: Options, say: Callable[[str], None], info: dict[str, str]) -> int:
+    """Run the jobs stage; write ``jobs.csv`` (a row per job) and ``jobs.md`` to ``--out``."""
+    import pandas as pd
+
+    say(f"jobs: the default study's shapes at labels {','.join(options.job_labels)}")
+    records = measure_jobs(options, options.timeout)
+    info = {**info, "uptime": f"{info['uptime']} at start, {uptime()} at end"}
+    markdown = jobs_report(options, records, info)
+    options.out.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(records)
+    for key, value in info.items():
+        frame[key] = value
+    frame.to_csv(options.out / "jobs.csv", index=False)
+    (options.out / "jobs.md").write_text(markdown)
+    print("\n" + markdown)
+    print(f"written: {options.out / 'jobs.csv'}, {options.out / 'jobs.md'}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -980,6 +1148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[bench {time.perf_counter() - started:6.0f}s] {message}", flush=True)
 
+    info["uptime"] = uptime()
+    if options.stages == ("jobs",):  # alone: the other stages' files stay as they are
+        return write_jobs(options, say, info)
     peaks = []
     if "pretrain" in options.stages:
         say("one core's matrix-multiply peak")
@@ -992,6 +1163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["load"] = f"{load_start:.1f} and {os.getloadavg()[0]:.1f}"
     markdown = report(options, rows, command, info)
     paths = write_results(options.out, rows, markdown, command, info)
+    if "jobs" in options.stages:
+        write_jobs(options, say, info)
     print("\n" + markdown)
     print(f"written: {', '.join(str(p) for p in paths)}  ({time.perf_counter() - started:.0f} s)")
     return 0

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import keras
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tiedae.data import Splits
 from tiedae.models import model_family, set_hidden_trainable, transplant_encoder
+from tiedae.timing import timed
 from tiedae.training import (
     EpochCallback,
     FitSettings,
@@ -45,21 +47,76 @@ def train_classifier(
     family = model_family(model_cfg)
     reuse = family.n_layers(model_cfg) if reuse is None else reuse
     keras.utils.set_random_seed(settings.seed)
-    classifier = family.classifier(splits.image_shape, model_cfg, splits.n_classes, reuse)
-    if pretrained:
-        transplant_encoder(
-            classifier, list(pretrained)[:reuse], trainable=not classifier_cfg.freeze
-        )
+    with timed("build"):
+        classifier = family.classifier(splits.image_shape, model_cfg, splits.n_classes, reuse)
+        if pretrained:
+            transplant_encoder(
+                classifier, list(pretrained)[:reuse], trainable=not classifier_cfg.freeze
+            )
     if pretrained and classifier_cfg.get("frozen_epochs"):
         history = _fit_gradually(
             classifier, splits, labeled, classifier_cfg, reuse, settings, on_epoch_end
         )
+        return classifier, history
+    with timed("build"):
+        kept = _kept_in_process(classifier, model_cfg, classifier_cfg, reuse)
+    history = _fit(
+        kept.model, splits, labeled, classifier_cfg, classifier_cfg.learning_rate,
+        settings, on_epoch_end, kept.optimizer, kept.runners,
+    )  # fmt: skip
+    return kept.model, history
+
+
+@dataclass
+class _Kept:
+    """A classifier, its optimizer (built) and compiled epochs, kept by the process for the
+    next job of the same shape; ``initial``: the optimizer's variables as built."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    initial: list[np.ndarray]
+    runners: dict = field(default_factory=dict)
+
+
+_KEPT: dict[str, _Kept] = {}  # classifier signature -> what the last job of it left
+KEPT_CLASSIFIERS = 32
+
+
+def _signature(
+    classifier: keras.Model, model_cfg: DictConfig, classifier_cfg: DictConfig, reuse: int
+) -> str:
+    """What a kept classifier must share with a new one to train in its place: the layers
+    and which of them train, the optimizer and learning rate, the dtype policy."""
+    return json.dumps([
+        OmegaConf.to_container(model_cfg, resolve=True), reuse, classifier_cfg.optimizer,
+        classifier_cfg.learning_rate, [layer.trainable for layer in classifier.layers],
+        [tuple(w.shape) for w in classifier.weights], keras.config.dtype_policy().name,
+    ], sort_keys=True, default=str)  # fmt: skip
+
+
+def _kept_in_process(
+    fresh: keras.Model, model_cfg: DictConfig, classifier_cfg: DictConfig, reuse: int
+) -> _Kept:
+    """The classifier to train: ``fresh`` itself, the first time a process trains one of its
+    signature; afterwards the kept one, set to ``fresh``'s weights and its optimizer reset to
+    its built state, so that its compiled training and evaluation are traced once a process
+    (TensorFlow's tracing costs more than a few hundred labels' epochs). Same starting numbers,
+    same graph: the same training, to the last bit."""
+    signature = _signature(fresh, model_cfg, classifier_cfg, reuse)
+    kept = _KEPT.pop(signature, None)
+    if kept is None:
+        optimizer = make_optimizer(classifier_cfg.optimizer, classifier_cfg.learning_rate)
+        optimizer.build(fresh.trainable_variables)
+        kept = _Kept(fresh, optimizer, [v.numpy() for v in optimizer.variables])
     else:
-        history = _fit(
-            classifier, splits, labeled, classifier_cfg, classifier_cfg.learning_rate,
-            settings, on_epoch_end,
-        )  # fmt: skip
-    return classifier, history
+        for target, source in zip(kept.model.weights, fresh.weights, strict=True):
+            target.assign(source)
+        for variable, value in zip(kept.optimizer.variables, kept.initial, strict=True):
+            variable.assign(value)
+    _KEPT[signature] = kept  # the newest last
+    while len(_KEPT) > KEPT_CLASSIFIERS:
+        _KEPT.pop(next(iter(_KEPT)))
+    return kept
 
 
 def _fit_gradually(
@@ -115,6 +172,8 @@ def _fit(
     learning_rate: float,
     settings: FitSettings,
     on_epoch_end: EpochCallback | None,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    runners: dict | None = None,
 ) -> History:
     return fit(
         classifier,
@@ -122,10 +181,11 @@ def _fit(
         splits.y_train[labeled],
         (splits.x_valid, splits.y_valid),
         loss=keras.losses.sparse_categorical_crossentropy,
-        optimizer=make_optimizer(classifier_cfg.optimizer, learning_rate),
+        optimizer=optimizer or make_optimizer(classifier_cfg.optimizer, learning_rate),
         settings=settings,
         metrics=ACCURACY,
         on_epoch_end=on_epoch_end,
+        runners=runners,
     )
 
 

@@ -117,6 +117,9 @@ class DivergedError(ArithmeticError):
     """Training's loss stopped being a finite number: a learning rate too high for the data."""
 
 
+JOB_MODELS = ("every", "none")  # tracking.job_models: which jobs log their classifier
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError listing every invalid value; does no I/O."""
     problems: list[str] = []
@@ -147,6 +150,7 @@ def validate(cfg: DictConfig) -> None:
     flush = cfg.tracking.get("epoch_flush_seconds", 0)
     if not isinstance(flush, int | float) or isinstance(flush, bool) or flush < 0:
         problems.append(f"tracking.epoch_flush_seconds={flush!r} must be a number >= 0")
+    one_of(problems, "tracking.job_models", cfg.tracking.get("job_models", "every"), JOB_MODELS)
     if cfg.pretrain.name in AUTOENCODERS:
         _validate_autoencoder(problems, cfg.pretrain)
     if cfg.pretrain.name == "greedy":

@@ -51,6 +51,7 @@ from tiedae.protocols import (
     protocol_of,
 )
 from tiedae.report.figures import reconstructions_figure
+from tiedae.timing import timed
 from tiedae.tracking import (
     LAUNCH,
     LAUNCH_ENV,
@@ -181,8 +182,9 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
     """Everything that can fail on bad input, done before any training starts."""
     C.validate(cfg)
     check_objective(cfg)
-    splits = load_dataset(cfg.data)
-    check_labels_per_class(cfg, splits)
+    with timed("load data"):
+        splits = load_dataset(cfg.data)
+        check_labels_per_class(cfg, splits)
     if C.draws_pool(cfg):  # the pool fits the data (a PoolError otherwise), before any run:
         # drawn as the run will, less pretraining's held-out images only where it pretrains
         pretrains = cfg.pretrain.name in C.AUTOENCODERS
@@ -411,23 +413,28 @@ def _train_network(
     settings = fit_settings(cfg, cfg.classifier, cfg.classifier.patience, checkpoint)
     if view.fixed_epochs:  # too few labels to validate: a fixed budget, no early stopping
         settings = replace(settings, epochs=view.fixed_epochs, patience=None)
-    if C.uses_objective(cfg):
-        classifier, history = _train_with_objective(cfg, splits, view, settings, pretrained, run)
-    else:
-        classifier, history = train_classifier(
-            view.splits, view.labeled, cfg.model, cfg.classifier, settings,
-            pretrained=pretrained, reuse=C.reuse_layers(cfg),
-            on_epoch_end=epoch_logger(run, "clf"),
-        )  # fmt: skip
-    test = evaluate_on_test(classifier, splits, cfg.runtime.validation_batch_size)
+    with timed("train"):
+        if C.uses_objective(cfg):
+            classifier, history = _train_with_objective(
+                cfg, splits, view, settings, pretrained, run
+            )
+        else:
+            classifier, history = train_classifier(
+                view.splits, view.labeled, cfg.model, cfg.classifier, settings,
+                pretrained=pretrained, reuse=C.reuse_layers(cfg),
+                on_epoch_end=epoch_logger(run, "clf"),
+            )  # fmt: skip
+    with timed("evaluate"):
+        test = evaluate_on_test(classifier, splits, cfg.runtime.validation_batch_size)
     results = {f"test/{name}": value for name, value in test.items()}
     if history.best_epoch is not None:
         # The weights kept are those of the lowest validation loss; their validation metrics,
         # measured again, are the last points of the curves (clf/restored_val_*), so they are
         # not mistaken for the epochs that ran after the best one.
-        restored = evaluate_on_validation(
-            classifier, view.splits, cfg.runtime.validation_batch_size
-        )
+        with timed("evaluate"):
+            restored = evaluate_on_validation(
+                classifier, view.splits, cfg.runtime.validation_batch_size
+            )
         best = history.best_epoch
         run.log_metrics({f"clf/restored_val_{k}": v for k, v in restored.items()}, step=best)
         results["clf/val_accuracy_at_best"] = restored["accuracy"]
@@ -437,7 +444,8 @@ def _train_network(
         int(v.numpy().size) for v in classifier.trainable_variables
     )
     results["time/classifier_seconds"] = history.seconds
-    run.log_model(classifier, CLASSIFIER_MODEL, splits.x_train[:EXAMPLE_ROWS])
+    if cfg.tracking.get("job_models", "every") == "every":
+        run.log_model(classifier, CLASSIFIER_MODEL, splits.x_train[:EXAMPLE_ROWS])
     return results
 
 
@@ -471,10 +479,11 @@ def _train_baseline(
     cfg: DictConfig, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
 ) -> dict[str, float]:
     codes = pretrained_codes(cfg, splits, tracker, run) if C.on_codes(cfg) else None
-    baseline = run_baseline(
-        view.splits, view.labeled, cfg.classifier, cfg.seed, choose=view.fixed_epochs is None,
-        codes=codes,
-    )  # fmt: skip
+    with timed("train"):
+        baseline = run_baseline(
+            view.splits, view.labeled, cfg.classifier, cfg.seed, choose=view.fixed_epochs is None,
+            codes=codes,
+        )  # fmt: skip
     results = {f"test/{name}": value for name, value in baseline.test.items()}
     if baseline.val_accuracy is not None:
         results["clf/val_accuracy_at_best"] = baseline.val_accuracy
@@ -573,7 +582,8 @@ def _train_and_store(
         lambda run_id: pretrain_checkpoints(tracker, job, run_id),
     )
     with tracker.run(name, tags, job.run_id, resume=resume) as run:
-        model = train(run)
+        with timed("pretrain", unless_in=("pretrain",)):
+            model = train(run)
         if example is None:
             example = np.zeros((EXAMPLE_ROWS, *model.input_shape[1:]), dtype=np.float32)
         run.log_model(model, PRETRAINED_MODEL, example)
@@ -592,13 +602,40 @@ def _load_cached(
 ) -> tuple[str, keras.Model] | None:
     """The newest cache entry for ``key`` that loads; an unreadable one is skipped, with a
     warning, and the model is trained anew (its FINISHED run stays, for a person to inspect).
-    Entries are logged models; runs from before models were logged hold a ``.keras`` file."""
-    cached = tracker.find_pretrained(key, PRETRAINED_MODEL, PRETRAINED_ARTIFACT, folder, newer_than)
+    Entries are logged models; runs from before models were logged hold a ``.keras`` file.
+    An entry this process loaded before is not downloaded again (``_IN_MEMORY``): a FINISHED
+    run's model never changes, and classifiers copy its weights, never train it."""
+    with timed("load cache"):
+        newest = tracker.pretrained_runs(key, newer_than)
+    if newest and newest[0] in _IN_MEMORY:
+        return newest[0], _IN_MEMORY[newest[0]]
+    loaded = _download_cached(tracker, key, folder, newer_than)
+    if loaded:
+        _IN_MEMORY[loaded[0]] = loaded[1]
+        while len(_IN_MEMORY) > IN_MEMORY_KEPT:
+            _IN_MEMORY.pop(next(iter(_IN_MEMORY)))
+    return loaded
+
+
+# pretraining run id -> its model, as loaded from the store by this process (sweep workers
+# load each autoencoder once, not once per job)
+_IN_MEMORY: dict[str, keras.Model] = {}
+IN_MEMORY_KEPT = 16
+
+
+def _download_cached(
+    tracker: Tracker, key: str, folder: Path, newer_than: int | None = None
+) -> tuple[str, keras.Model] | None:
+    with timed("load cache"):
+        cached = tracker.find_pretrained(
+            key, PRETRAINED_MODEL, PRETRAINED_ARTIFACT, folder, newer_than
+        )
     if cached is None:
         return None
     cached_run, local_path = cached
     try:
-        return cached_run, load_keras_model(local_path)
+        with timed("load cache"):
+            return cached_run, load_keras_model(local_path)
     except Exception as error:
         log.warning(
             "pretraining cache entry of run %s is unreadable (%s: %s); training it anew",
@@ -638,6 +675,7 @@ def autoencoder_layers(
         run.log_metrics({**final, "time/pretrain_seconds": history.seconds})
         job.log_metrics({"time/pretrain_seconds": history.seconds})
         log_probes(run, autoencoder.encoder, splits, own.x_valid, own.y_valid, cfg)
+        _log_reconstructions(run, autoencoder, own)  # the pretraining run's, drawn once
         return autoencoder
 
     settings = C.pretrain_settings(cfg)
@@ -652,7 +690,6 @@ def autoencoder_layers(
         newer_than=force_since(cfg, tracker),
     )  # fmt: skip
     job.log_metrics({"params/autoencoder": autoencoder.count_params()})
-    _log_reconstructions(job, autoencoder, own)
     return pretrained_layers(autoencoder)
 
 
@@ -665,7 +702,8 @@ def greedy_layers(
 
 def load_classes(data_cfg: DictConfig, classes: list[int] | None) -> Splits:
     """The configured dataset with other classes kept (None: every class)."""
-    return load_dataset(OmegaConf.merge(data_cfg, {"classes": classes}))
+    with timed("load data"):
+        return load_dataset(OmegaConf.merge(data_cfg, {"classes": classes}))
 
 
 # --- transfer from a related task --------------------------------------------------------
@@ -798,7 +836,7 @@ def dataset_inputs(
 
 
 def _log_reconstructions(run: RunLog, autoencoder, splits: Splits) -> None:
-    with tempfile.TemporaryDirectory() as folder:
+    with timed("log figures"), tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "reconstructions.png"
         reconstructions_figure(autoencoder, splits.x_valid[:10], path)
         run.log_artifact(path)

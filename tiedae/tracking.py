@@ -46,6 +46,8 @@ from mlflow.entities import (
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tiedae.timing import timed
+
 ROLE = "tiedae.role"  # job | pretrain | sweep
 SWEEP = "tiedae.sweep"
 RUN_KEY = "tiedae.run_key"
@@ -58,7 +60,8 @@ SKIPPED = "tiedae.skipped."  # + run key [+ . + launch digest], on a sweep's par
 # skipped as FINISHED (by that launch)
 LAUNCH = "tiedae.launch"  # on a job: which sweep process launched it (several may share a name)
 LAUNCH_ENV = "TIEDAE_SWEEP_LAUNCH"  # set by the sweep's process, inherited by its workers
-BATCH_LIMIT = 100  # MLflow's most params or metrics in one log_batch call
+BATCH_LIMIT = 100  # MLflow's most params (and most tags) in one log_batch call
+BATCH_ENTITIES = 1000  # MLflow's most params, tags and metrics in all in one log_batch call
 EPOCH_FLUSH_SECONDS = 5.0  # tracking.epoch_flush_seconds' default (RunLog.log_epoch)
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows on the experiment page
 EXPERIMENT_KIND = "mlflow.experimentKind"  # custom_model_development: the UI opens on runs
@@ -78,6 +81,8 @@ by `method`. Models: each job logs its classifier (`classifier`), each pretraini
 COMPARISON_SECTION = "tiedae-comparison"  # the view's chart section
 RUN_NAME_COLUMN = "attributes.`Run Name`"  # the runs table's first column, as the UI names it
 SHARED_VIEW, SHARE_KEY = "mlflow.sharedViewState.", "viewStateShareKey"  # the UI's Share
+STORE_PHASES = ("log model", "log figures", "load cache", "other logging")  # tiedae.timing's
+# phases that talk to the store: its calls inside them are theirs, elsewhere "other logging"
 EXPERIMENT_TAGS = {NOTE: EXPERIMENT_DESCRIPTION, EXPERIMENT_KIND: "custom_model_development"}
 
 
@@ -167,51 +172,70 @@ def array_digest(array: np.ndarray) -> str:
 
 
 class RunLog:
-    """Logging into one MLflow run by id (no global active run, so runs can nest freely)."""
+    """Logging into one MLflow run by id (no global active run, so runs can nest freely).
+
+    With ``deferred`` (the runs ``Tracker.run`` opens), params, tags and metrics are held and
+    written together in as few ``log_batch`` calls as MLflow allows: once
+    ``epoch_flush_seconds`` have passed since the last write (0: at once), at ``flush()``, and
+    when the run ends (however it ends). A job of a few hundred labels then writes its
+    params, tags and curves in one or two store transactions instead of one per call; the UI
+    sees them at most ``epoch_flush_seconds`` late. Without it, each call writes at once.
+    """
 
     def __init__(
         self, client: MlflowClient, run_id: str, experiment_id: str | None = None,
-        epoch_flush_seconds: float = EPOCH_FLUSH_SECONDS,
+        epoch_flush_seconds: float = EPOCH_FLUSH_SECONDS, deferred: bool = False,
     ):  # fmt: skip
         self.client, self.run_id = client, run_id
         self.experiment_id = experiment_id
         self.epoch_flush_seconds = epoch_flush_seconds
-        self._epochs: list[Metric] = []  # log_epoch's, not yet written
+        self.deferred = deferred
+        self._epochs: list[Metric] = []  # metrics not yet written, in the order measured
+        self._params: list[Param] = []  # (deferred) params not yet written
+        self._tags: list[RunTag] = []  # (deferred) tags not yet written
         self._written = time.monotonic()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        items = [Param(key, str(value)[:6000]) for key, value in params.items()]
-        for start in range(0, len(items), BATCH_LIMIT):
-            self.client.log_batch(self.run_id, params=items[start : start + BATCH_LIMIT])
+        self._params += [Param(key, str(value)[:6000]) for key, value in params.items()]
+        self._write_if_due(at_once=not self.deferred)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        self.flush()  # the epochs' curves first, in the order they were measured
         now = int(time.time() * 1000)
-        self._write([Metric(key, float(v), now, step or 0) for key, v in metrics.items()])
+        self._epochs += [Metric(key, float(v), now, step or 0) for key, v in metrics.items()]
+        self._write_if_due(at_once=not self.deferred)
 
     def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
-        """One epoch's metrics, batched: written with the next ``log_metrics``, once
+        """One epoch's metrics, batched: written with the next write of this run, once
         ``epoch_flush_seconds`` have passed since the last write (0: at once), or when the run
         ends. Short epochs (a classifier's on a few hundred labels) then cost one store write
         per few seconds, not one each; long ones still show in the UI as they end."""
         now = int(time.time() * 1000)
         self._epochs += [Metric(key, float(v), now, step) for key, v in metrics.items()]
-        if time.monotonic() - self._written >= self.epoch_flush_seconds:
+        self._write_if_due()
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._tags += [RunTag(key, str(value)) for key, value in tags.items()]
+        self._write_if_due(at_once=not self.deferred)
+
+    def _write_if_due(self, at_once: bool = False) -> None:
+        if at_once or time.monotonic() - self._written >= self.epoch_flush_seconds:
             self.flush()
 
     def flush(self) -> None:
-        """Write the epochs' metrics ``log_epoch`` holds."""
-        pending, self._epochs = self._epochs, []
-        self._write(pending)
-
-    def _write(self, metrics: Sequence[Metric]) -> None:
-        for start in range(0, len(metrics), BATCH_LIMIT):
-            self.client.log_batch(self.run_id, metrics=metrics[start : start + BATCH_LIMIT])
+        """Write everything held: params, tags and metrics (in the order they were measured),
+        in as few ``log_batch`` calls as MLflow's limits allow."""
+        params, self._params = self._params, []
+        tags, self._tags = self._tags, []
+        metrics, self._epochs = self._epochs, []
+        while params or tags or metrics:
+            some_params, params = params[:BATCH_LIMIT], params[BATCH_LIMIT:]
+            some_tags, tags = tags[:BATCH_LIMIT], tags[BATCH_LIMIT:]
+            room = BATCH_ENTITIES - len(some_params) - len(some_tags)
+            some_metrics, metrics = metrics[:room], metrics[room:]
+            self.client.log_batch(
+                self.run_id, metrics=some_metrics, params=some_params, tags=some_tags
+            )
         self._written = time.monotonic()
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        items = [RunTag(key, str(value)) for key, value in tags.items()]
-        self.client.log_batch(self.run_id, tags=items)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         """Log a file; a failed write raises instead of leaving the artifact silently missing."""
@@ -230,6 +254,10 @@ class RunLog:
         example); pip requirements are given, not inferred, which would load the model again.
         Models holding tiedae's layers load back through ``tiedae.tracking`` under pyfunc.
         """
+        with timed("log model"):
+            return self._log_model(model, name, example)
+
+    def _log_model(self, model: Any, name: str, example: np.ndarray) -> str:
         from mlflow.models import Model, infer_signature
 
         example = np.asarray(example, dtype=np.float32)
@@ -461,7 +489,10 @@ class Tracker:
             if "tiedae.error" in self.client.get_run(resume).data.tags:
                 self.client.delete_tag(resume, "tiedae.error")
             self.set_status(resume, "RUNNING")
-            log = RunLog(self.client, resume, self.experiment_id, self.settings.epoch_flush_seconds)
+            log = RunLog(
+                self.client, resume, self.experiment_id, self.settings.epoch_flush_seconds,
+                deferred=True,
+            )  # fmt: skip
             if LAUNCH in tags:  # the sweep process that resumed it counts it now
                 log.set_tags({LAUNCH: tags[LAUNCH]})
         else:
@@ -473,7 +504,7 @@ class Tracker:
             )
             log = RunLog(
                 self.client, run.info.run_id, self.experiment_id,
-                self.settings.epoch_flush_seconds,
+                self.settings.epoch_flush_seconds, deferred=True,
             )  # fmt: skip
         with sigterm_as_keyboard_interrupt():
             try:
@@ -482,12 +513,14 @@ class Tracker:
                 with sigterm_held():  # a second SIGTERM must not cut the closing writes
                     _flush_quietly(log)
                     log.set_tags({"tiedae.error": f"interrupted ({type(stop).__name__})"})
+                    log.flush()
                     self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.KILLED))
                 raise
             except BaseException as error:
                 with sigterm_held():
                     _flush_quietly(log)
                     log.set_tags({"tiedae.error": f"{type(error).__name__}: {error}"[:5000]})
+                    log.flush()
                     self.client.set_terminated(log.run_id, RunStatus.to_string(RunStatus.FAILED))
                 raise
             with sigterm_held():
@@ -566,13 +599,7 @@ class Tracker:
         half-written entry is never loaded. ``newer_than`` (ms since the epoch): only runs
         started at or after it (``force=true``: only what this sweep trained).
         """
-        since = f" and attributes.start_time >= {int(newer_than)}" if newer_than else ""
-        runs = self._search(
-            f"tags.`{PRETRAIN_KEY}` = '{key}' and tags.`{ROLE}` = 'pretrain' "
-            f"and attributes.status = 'FINISHED'{since}"
-        )
-        for run in runs:
-            run_id = run.info.run_id
+        for run_id in self.pretrained_runs(key, newer_than):
             try:
                 model_id = self.logged_model_id(run_id, name)
                 if model_id:
@@ -588,6 +615,16 @@ class Tracker:
                 continue  # artifacts gone (e.g. deleted by hand): try an older entry
             return run_id, Path(local)
         return None
+
+    def pretrained_runs(self, key: str, newer_than: int | None = None) -> list[str]:
+        """The FINISHED pretraining runs of cache key ``key``, newest first (started at or
+        after ``newer_than``, ms, when given): the candidates ``find_pretrained`` loads from."""
+        since = f" and attributes.start_time >= {int(newer_than)}" if newer_than else ""
+        runs = self._search(
+            f"tags.`{PRETRAIN_KEY}` = '{key}' and tags.`{ROLE}` = 'pretrain' "
+            f"and attributes.status = 'FINISHED'{since}"
+        )
+        return [run.info.run_id for run in runs]
 
     def logged_model_id(self, run_id: str, name: str) -> str | None:
         """The id of the newest logged model ``name`` that run ``run_id`` produced, if any."""
@@ -933,7 +970,7 @@ class SignalSafe:
 
         @functools.wraps(attribute)
         def held(*args: Any, **kwargs: Any) -> Any:
-            with sigterm_held():
+            with timed("other logging", unless_in=STORE_PHASES), sigterm_held():
                 return attribute(*args, **kwargs)
 
         return held

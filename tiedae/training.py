@@ -312,7 +312,8 @@ def train_step(model: keras.Model, loss: Metric, optimizer: keras.optimizers.Opt
     labeled ones) keeps that data and its own position in tensors/variables it closes over.
     """
     variables = model.trainable_variables
-    optimizer.build(variables)
+    if not optimizer.built:  # built already: a kept optimizer (tiedae.classify), reset
+        optimizer.build(variables)
 
     def step(x_batch: tf.Tensor, y_batch: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
@@ -332,6 +333,8 @@ class EpochRunner:
     own static shape. With ``jit`` the full batches' loop is compiled by XLA (a dynamic batch
     size is what keeps XLA out). The sum is each batch's mean loss times its size, as the
     seed's ``fit`` averages; ``steps_per_execution`` batches a call, one float read a call.
+    The data are arguments of the compiled functions, not captured by them: ``with_data``
+    runs the same functions (traced once) on other data of the same shapes.
     """
 
     def __init__(
@@ -348,24 +351,25 @@ class EpochRunner:
         self.n_steps = self.full_steps + (1 if self.rest else 0)
         self.chunk = max(1, steps_per_execution)
         targets_are_inputs = y_all is x_all
+        self.x_all, self.y_all = x_all, y_all
         b = batch_size
 
-        def batch_loss(indices: tf.Tensor, size: int) -> tf.Tensor:
-            x_batch = tf.gather(x_all, indices)
-            y_batch = x_batch if targets_are_inputs else tf.gather(y_all, indices)
+        def batch_loss(x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor, size: int) -> tf.Tensor:
+            x_batch = tf.gather(x, indices)
+            y_batch = x_batch if targets_are_inputs else tf.gather(y, indices)
             return step(x_batch, y_batch) * float(size)
 
-        def full_batches(order, first, count):
+        def full_batches(x, y, order, first, count):
             def body(index, total):
-                return index + 1, total + batch_loss(tf.slice(order, [index * b], [b]), b)
+                return index + 1, total + batch_loss(x, y, tf.slice(order, [index * b], [b]), b)
 
             _, total = tf.while_loop(
                 lambda index, total: index < first + count, body, (first, tf.constant(0.0))
             )
             return total
 
-        def last_batch(order):
-            return batch_loss(order[self.full_steps * b :], self.rest)
+        def last_batch(x, y, order):
+            return batch_loss(x, y, order[self.full_steps * b :], self.rest)
 
         # The short batch runs once an epoch: XLA's compile (~0.5 s) would cost more than it saves.
         self.full_batches: TrainSteps = one_function(
@@ -373,15 +377,25 @@ class EpochRunner:
         )
         self.last_batch = one_function(last_batch, autograph=False)
 
+    def with_data(self, x_all: tf.Tensor, y_all: tf.Tensor) -> EpochRunner:
+        """This runner, its epochs now over ``x_all``, ``y_all`` (the shapes it was made for)."""
+        if tuple(x_all.shape) != tuple(self.x_all.shape) or (
+            tuple(y_all.shape) != tuple(self.y_all.shape)
+        ):
+            raise ValueError(f"data of shape {tuple(x_all.shape)} for a runner made for "
+                             f"{tuple(self.x_all.shape)}")  # fmt: skip
+        self.x_all, self.y_all = x_all, y_all
+        return self
+
     def __call__(self, order: tf.Tensor, on_progress: Callable[[int], None] | None = None) -> float:
-        totals = []
+        totals, x, y = [], self.x_all, self.y_all
         for first in range(0, self.full_steps, self.chunk):
             count = min(self.chunk, self.full_steps - first)
-            totals.append(self.full_batches(order, tf.constant(first), tf.constant(count)))
+            totals.append(self.full_batches(x, y, order, tf.constant(first), tf.constant(count)))
             if on_progress:
                 on_progress(first + count)
         if self.rest:
-            totals.append(self.last_batch(order))
+            totals.append(self.last_batch(x, y, order))
             if on_progress:
                 on_progress(self.n_steps)
         return sum(float(total) for total in totals)
@@ -626,21 +640,35 @@ def fit(
     settings: FitSettings,
     metrics: Mapping[str, Metric] | None = None,
     on_epoch_end: EpochCallback | None = None,
+    runners: dict[Any, EpochRunner] | None = None,
 ) -> History:
     """Mini-batch training with per-epoch validation; returns the per-epoch logs.
 
     Logs hold ``loss`` (mean training loss of the epoch), ``val_loss`` and ``val_<metric>``.
     With ``settings.patience``, early stopping on ``val_loss`` restores the best weights.
+    With ``runners`` (a dict kept with ``model`` and ``optimizer``), the compiled epoch is
+    taken from it when an earlier fit of them on data of the same shapes left one there, and
+    left there otherwise: a sweep worker traces a classifier's training once, not once a job.
     """
     # The data sits in memory as tensors (shared with numpy where it can be, else copied once);
     # an autoencoder's targets are its inputs.
     x_all, x_valid = as_tensor(x), as_tensor(validation[0])
     y_all = x_all if y is x else as_tensor(y)
     y_valid = x_valid if validation[1] is validation[0] else as_tensor(validation[1])
-    run_epoch = compiled_steps(
-        model, x_all, y_all, loss, optimizer, settings.batch_size,
-        settings.steps_per_execution, use_jit(settings, len(x), xla_pays_off(model)),
-    )  # fmt: skip
+    jit = use_jit(settings, len(x), xla_pays_off(model))
+    key = (optimizer, loss, settings.batch_size, settings.steps_per_execution, jit,
+           tuple(x_all.shape), None if y is x else tuple(y_all.shape),
+           tuple(id(variable) for variable in model.trainable_variables))  # fmt: skip
+    run_epoch = runners.get(key) if runners is not None else None
+    if run_epoch is None:
+        run_epoch = compiled_steps(
+            model, x_all, y_all, loss, optimizer, settings.batch_size,
+            settings.steps_per_execution, jit,
+        )  # fmt: skip
+        if runners is not None:
+            runners[key] = run_epoch
+    else:  # traced for an earlier fit of this model and optimizer: the same graph, new data
+        run_epoch = run_epoch.with_data(x_all, y_all)
     # Validation stays a plain graph under jit too: XLA saves ~1% of it and compiles per shape.
     validate = evaluator(model, loss, metrics, settings.validation_batch_size)
 

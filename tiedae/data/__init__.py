@@ -19,6 +19,7 @@ and the same classes in training and test.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 
 import numpy as np
@@ -66,15 +67,38 @@ __all__ = [
 ]  # fmt: skip
 
 
+# data config -> (the loader's splits it came from, weakly; the checked selection): what
+# load_dataset returned, returned again while the loader returns the same (cached) arrays
+_LOADED: dict[str, tuple[weakref.ref, Splits]] = {}
+LOADED_KEPT = 8  # data configs remembered per process
+
+
 def load_dataset(data_cfg) -> Splits:
     """Load the dataset a ``data`` config names, keep only ``data.classes`` (if set) and the
-    first ``data.max_train`` training images, and pass the result through ``check_splits``."""
+    first ``data.max_train`` training images, and pass the result through ``check_splits``.
+
+    Once per process: the loaders keep what they decoded (npz excepted), and while a loader
+    returns the same arrays, the same config gets the same checked ``Splits`` object back
+    (a sweep worker's later jobs neither select nor check again; ``pretraining_view`` of it
+    is kept too)."""
     dataset = DATASETS.get(data_cfg.name)
     if dataset is None:
         raise DataError(
             f"data.name={data_cfg.name!r} is unknown; choose one of {', '.join(DATASETS.names())}"
         )
     splits = dataset.load(data_cfg)
+    key = repr(sorted((str(name), str(value)) for name, value in data_cfg.items()))
+    known = _LOADED.get(key)
+    if known and known[0]() is splits:
+        return known[1]
+    selected = _select_and_check(data_cfg, splits)
+    _LOADED[key] = (weakref.ref(splits), selected)
+    while len(_LOADED) > LOADED_KEPT:
+        _LOADED.pop(next(iter(_LOADED)))
+    return selected
+
+
+def _select_and_check(data_cfg, splits: Splits) -> Splits:
     classes = data_cfg.get("classes")
     if classes:
         splits = select_classes(splits, list(classes))

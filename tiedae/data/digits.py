@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from tiedae.data.dataset import Dataset, register
 from tiedae.data.splits import DataError, Splits, to_unit_float
 
 
+@functools.lru_cache(maxsize=2)  # sweep jobs in one process share the arrays
 def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
     """scikit-learn's 1,797 bundled 8x8 digits, pixels scaled to [0, 1], a fixed shuffled split."""
     from sklearn.datasets import load_digits

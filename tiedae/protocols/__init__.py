@@ -7,6 +7,8 @@ protocol is its module, its yaml and its test: nothing else lists the protocols.
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from typing import Any
 
 import numpy as np
@@ -53,9 +55,24 @@ def labeled_view(splits: Splits, labeled: np.ndarray, section: Any, seed: int) -
     return protocol_of(section).view(splits, labeled, seed)
 
 
+# (id of splits, protocol, holdout share) -> (splits, weakly; its pretraining view)
+_VIEWS: dict[tuple[int, str, Any], tuple[weakref.ref, Splits]] = {}
+
+
 def pretraining_view(splits: Splits, section: Any) -> Splits:
-    """The images pretraining may read under the protocol of ``section``."""
-    return protocol_of(section).pretraining_view(splits)
+    """The images pretraining may read under the protocol of ``section``. Made once per
+    ``splits`` object and protocol (a copy of the training images: ~0.2 s on Fashion-MNIST)."""
+    protocol = protocol_of(section)
+    key = (id(splits), protocol.name, section.get("pretrain_holdout"))
+    known = _VIEWS.get(key)
+    if known and known[0]() is splits:
+        return known[1]
+    view = protocol.pretraining_view(splits)
+    if view is splits:  # nothing held out (oracle): nothing to keep
+        return view
+    with contextlib.suppress(TypeError):  # not weakly referenceable: not kept
+        _VIEWS[key] = (weakref.ref(splits, lambda _: _VIEWS.pop(key, None)), view)
+    return view
 
 
 def pretraining_holdout(splits: Splits, section: Any) -> np.ndarray | None:
