@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hydra import compose, initialize_config_dir
 
     from tiedae.cli import USER_ERRORS, exit_with_error
-    from tiedae.config import CONFIG_DIR, validate
+    from tiedae.config import CONFIG_DIR, uses_objective, validate
     from tiedae.objectives import check_objective
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         validate(cfg)
         check_objective(cfg)
-        if cfg.objective.get("name", "none") == "none":
+        if not uses_objective(cfg):
             parser.error("the config trains no objective: pick one, e.g. method=ladder_tied")
         profile, steps_per_epoch = profile_objective(cfg, args.steps)
     except USER_ERRORS as error:
