@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import make_config
@@ -145,3 +146,27 @@ def test_the_epsilon_experiment_composes_each_job():
         2.5, None, "budget",
     )  # fmt: skip
     assert method_name(cfg) == "vat+entropy[1000,500,250,250,250]"
+
+
+def test_epsilon_is_chosen_on_validation_and_test_is_never_read():
+    import importlib.util
+
+    from tiedae.config import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "vat_epsilon", PROJECT_ROOT / "scripts" / "vat_epsilon.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    runs = pd.DataFrame({
+        "tags.method": ["vat"] * 4 + ["vat+entropy"] * 2,
+        "params.labels.n": ["100", "100", "100", "500", "100", "100"],
+        "params.objective.epsilon": ["1.0", "2.5", "2.5", "1.0", "1.0", "2.5"],
+        "metrics.clf/val_accuracy_at_best": [0.70, 0.60, 0.90, 0.5, 0.65, 0.65],
+        "metrics.test/accuracy": [0.1, 0.99, 0.99, 0.2, 0.99, 0.1],
+    })  # fmt: skip
+    table = script.validation_table(runs)
+    chosen = table[table.chosen].set_index(["method", "labels"])["epsilon"].to_dict()
+    assert chosen == {("vat", 100): 2.5, ("vat", 500): 1.0, ("vat+entropy", 100): 1.0}
+    assert table.loc[(table.method == "vat") & (table.epsilon == 2.5), "seeds"].item() == 2
+    assert not any("test" in column for column in table.columns)
