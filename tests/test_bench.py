@@ -22,7 +22,6 @@ from tiedae.models.conv import ConvAutoencoder
 from tiedae.training import (
     EpochRunner,
     FitSettings,
-    configure_precision,
     fit,
     use_jit,
     xla_pays_off,
@@ -182,7 +181,7 @@ def test_the_bfloat16_path_trains_under_mixed_precision_unless_set_says_otherwis
         mixed = bench.pretrain_worker(spec)
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
     finally:
-        configure_precision("float32")
+        keras.config.set_dtype_policy("float32")
     assert mixed["val_loss"] != full["val_loss"]
     assert mixed["val_loss"] == pytest.approx(full["val_loss"], rel=0.02)
 
