@@ -24,6 +24,14 @@ QUICK = [
 ]
 
 
+def images_right(accuracy: float, n_images: int = 360) -> int:
+    """How many of ``n_images`` (default: digits' 360 test images) ``accuracy`` says were
+    right; fails unless it is a whole number of them (an accuracy over that very set)."""
+    count = accuracy * n_images
+    assert abs(count - round(count)) < 1e-3, (accuracy, n_images)
+    return round(count)
+
+
 def make_config(*overrides: str) -> DictConfig:
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=list(overrides))

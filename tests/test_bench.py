@@ -22,7 +22,6 @@ from tiedae.models.conv import ConvAutoencoder
 from tiedae.training import (
     EpochRunner,
     FitSettings,
-    configure_precision,
     fit,
     use_jit,
     xla_pays_off,
@@ -182,7 +181,7 @@ def test_the_bfloat16_path_trains_under_mixed_precision_unless_set_says_otherwis
         mixed = bench.pretrain_worker(spec)
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
     finally:
-        configure_precision("float32")
+        keras.config.set_dtype_policy("float32")
     assert mixed["val_loss"] != full["val_loss"]
     assert mixed["val_loss"] == pytest.approx(full["val_loss"], rel=0.02)
 
@@ -274,7 +273,11 @@ def test_keras_fit_of_an_objective_takes_its_steps_and_learns(tmp_path):
     from tiedae.objectives import build_objective
 
     cfg = make_config(
-        tmp_path, "method=joint_tied", "model.sizes=[16]", "objective.steps_per_epoch=4"
+        tmp_path,
+        "method=joint_tied",
+        "model.sizes=[16]",
+        "objective.steps_per_epoch=4",
+        "classifier.learning_rate=0.01",
     )
     splits = load_digits_splits()
     labeled = stratified_subset(splits.y_train, 100, cfg.seed)
@@ -287,7 +290,7 @@ def test_keras_fit_of_an_objective_takes_its_steps_and_learns(tmp_path):
     assert int(objective.step.numpy()) == 8  # 2 epochs of 4 steps, each one update
     after = objective.trainable_variables
     assert all(not np.array_equal(b, a.numpy()) for b, a in zip(before, after, strict=True))
-    assert 0.0 <= scores["val_accuracy"] <= 1.0 and np.isfinite(scores["val_loss"])
+    assert scores["val_accuracy"] > 0.2 and np.isfinite(scores["val_loss"])  # chance is 0.1
 
 
 def test_objective_stage_compares_tiedae_with_keras_fit():

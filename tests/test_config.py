@@ -17,8 +17,26 @@ from tiedae.config import (
 
 
 def test_default_and_experiment_configs_validate():
-    for overrides in ([], ["experiment=seed"], ["experiment=sweep"], ["experiment=sweep_smoke"]):
-        validate(make_config(*overrides))
+    """The default and every conf/experiment file validate; the four oldest compose the row,
+    data and protocol they are documented with, and every experiment has a sweep of its own."""
+    expected = {
+        (): ("fashion_mnist", "oracle", None),
+        ("experiment=seed",): ("fashion_mnist", "oracle", "seed"),
+        ("experiment=sweep",): ("fashion_mnist", "budget", "fashion_mnist"),
+        ("experiment=sweep_smoke",): ("digits", "oracle", "smoke"),
+    }  # fmt: skip
+    for overrides, identity in expected.items():
+        cfg = make_config(*overrides)
+        validate(cfg)
+        assert method_name(cfg) == "tied-autoencoder-frozen"
+        assert (cfg.data.name, cfg.protocol.name, cfg.sweep.name) == identity
+    experiments = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+    sweeps = []
+    for experiment in experiments:
+        cfg = make_config(f"experiment={experiment}")
+        validate(cfg)
+        sweeps.append(cfg.sweep.name)
+    assert None not in sweeps and len(set(sweeps)) == len(experiments) >= 13
 
 
 def test_experiment_seed_is_the_books_recipe():

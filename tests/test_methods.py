@@ -3,6 +3,7 @@ the lowest layers, the scikit-learn baselines, their config validation and their
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import keras
@@ -13,7 +14,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from tiedae import classify, pretrain
 from tiedae.baselines import candidates, run_baseline
-from tiedae.config import CONFIG_DIR, ConfigError, DivergedError, method_name, validate
+from tiedae.config import (
+    CONFIG_DIR,
+    DEFAULT_SIZES,
+    ConfigError,
+    DivergedError,
+    family_name,
+    is_pretrained,
+    is_sklearn,
+    method_name,
+    on_codes,
+    uses_objective,
+    validate,
+)
 from tiedae.data import load_digits_splits, stratified_subset
 from tiedae.models import (
     Autoencoder,
@@ -260,9 +273,24 @@ def test_invalid_new_keys_fail_with_one_line_naming_key_and_allowed(overrides, e
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_bundle_validates_and_names_its_row(method):
+    """The row's name says what trains: the objective, the baseline, the pretraining and the
+    classifier stage, or scratch; and the widths when they are not the seed's."""
     cfg = compose_config(f"method={method}", *target_classes(method))
     validate(cfg)
-    assert " " not in method_name(cfg)
+    name = method_name(cfg)
+    assert " " not in name
+    if uses_objective(cfg):
+        assert name.startswith(cfg.objective.name), name
+    elif is_pretrained(cfg):
+        assert {cfg.pretrain.name, cfg.classifier.name} <= set(re.split(r"[-+\[\]]", name)), name
+    elif is_sklearn(cfg):
+        assert name.startswith(f"{cfg.classifier.name}-"), name
+    else:
+        assert "scratch" in name, name
+    sizes = tuple(cfg.model.sizes)
+    pixels_only = is_sklearn(cfg) and not on_codes(cfg)
+    if family_name(cfg.model) == "dense" and sizes != DEFAULT_SIZES and not pixels_only:
+        assert f"[{','.join(map(str, sizes))}]" in name, name
 
 
 def test_method_names_tell_the_rows_apart():

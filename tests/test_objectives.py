@@ -16,7 +16,16 @@ from mlflow.tracking import MlflowClient
 from tiedae import pipeline
 from tiedae.config import ConfigError, method_name
 from tiedae.data import load_digits_splits, stratified_subset
-from tiedae.objectives import OBJECTIVES, base, build_objective, fit_objective, train_with_objective
+from tiedae.objectives import (
+    OBJECTIVES,
+    base,
+    build_objective,
+    discover,
+    fit_objective,
+    objective_configs,
+    objective_methods,
+    train_with_objective,
+)
 from tiedae.objectives.base import compiled_objective_steps
 from tiedae.objectives.penalties import PENALTIES
 from tiedae.objectives.pseudo_label import pseudo_labels
@@ -144,8 +153,7 @@ def test_a_separate_ladder_normalises_each_half_apart_and_decodes_the_unlabeled(
     assert same == (statistics == "separate")
 
 
-OBJECTIVE_CONFIGS = ("joint_tied", "joint_untied", "ladder_tied", "ladder_untied", "gamma",
-                     "pseudo_label", "mean_teacher", "entropy", "semantic")  # fmt: skip
+OBJECTIVE_CONFIGS = tuple(objective_configs())  # every conf/objective option but none
 
 
 @pytest.mark.parametrize("objective", OBJECTIVE_CONFIGS)
@@ -157,7 +165,7 @@ def test_every_objective_adds_the_penalty_of_its_unlabeled_predictions(objective
     quiet = ["objective.input_noise=0.0", "objective.hidden_noise=0.0"]
     if objective.startswith(("ladder", "gamma")):
         quiet += ["objective.bn_momentum=0.0", "objective.inference_statistics=moving"]
-    plain = objective_for(config(objective, *quiet), digits)
+    plain = objective_for(config(objective, *quiet, "objective.penalty=none"), digits)
     added = objective_for(config(objective, *quiet, f"objective.penalty={penalty}",
                                  "objective.penalty_weight=0.5"), digits)  # fmt: skip
     labeled = (tf.constant(digits.x_train[:32]), tf.constant(digits.y_train[:32]))
@@ -216,6 +224,18 @@ def test_every_objective_has_a_config_and_a_distinct_row():
     assert method_name(make_config(*SMALL)) == "scratch"  # objective=none: as before
     pretrained = config("joint_untied", "pretrain=autoencoder")
     assert method_name(pretrained) == "tied-autoencoder+joint-untied"
+
+
+def test_the_registry_holds_every_module_and_every_config_has_its_method_row():
+    """A new objective is its module, its conf/objective and conf/method yamls: the package's
+    modules register themselves, and the rows of conf/method pick every objective config."""
+    modules = set(discover())
+    assert {"base", "penalties", "entropy", "ladder"} <= modules and "cost" not in modules
+    assert {cls.__module__.rsplit(".", 1)[1] for cls in OBJECTIVES.values()} <= modules
+    assert {"ladder_tied", "gamma_model", "entropy_min"} <= set(objective_methods())
+    picked = [make_config(f"method={row}").objective for row in objective_methods()]
+    assert {o.name for o in picked} == set(OBJECTIVES)
+    assert len(objective_methods()) == len(OBJECTIVE_CONFIGS)
 
 
 def test_an_objective_key_for_a_whole_sweep_over_methods_composes_with_plus_plus():

@@ -19,7 +19,7 @@ from tiedae.data import load_digits_splits, stratified_subset
 from tiedae.layers import product
 from tiedae.models import Autoencoder, ConvAutoencoder
 from tiedae.objectives import train_with_objective
-from tiedae.training import FitSettings, configure_precision
+from tiedae.training import FitSettings
 
 MIXED = "runtime.precision=mixed_bfloat16"
 
@@ -32,8 +32,8 @@ def digits():
 @pytest.fixture
 def policy():
     """Set the process's dtype policy with ``policy(name)``; float32 again afterwards."""
-    yield configure_precision
-    configure_precision("float32")
+    yield keras.config.set_dtype_policy
+    keras.config.set_dtype_policy("float32")
 
 
 def test_a_product_in_bfloat16_rounds_its_inputs_and_returns_float32():

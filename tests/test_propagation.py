@@ -71,13 +71,13 @@ def test_the_row_runs_end_to_end_logs_test_accuracy_and_reuses_the_cache(store):
     assert pretraining.data.tags["mlflow.parentRunId"] == job.info.run_id
     assert first["test/accuracy"] > 0.5  # chance is 0.1; one epoch a stage
     assert job.data.metrics["test/accuracy"] == pytest.approx(first["test/accuracy"])
-    assert 0 < job.data.metrics["clf/val_accuracy_at_best"] <= 1
+    assert job.data.metrics["clf/val_accuracy_at_best"] > 0.8  # chance is 0.1
     assert job.data.metrics["clf/chosen_regularization"] in (0.2, 0.8)
     assert job.data.metrics["params/classifier"] == ENCODER_WEIGHTS
     assert job.data.params["classifier.features"] == "codes"
 
     second = pipeline.run_experiment(make_config(*FAST, *store, "labels.count=50"))
-    assert 0 < second["test/accuracy"] <= 1
+    assert second["test/accuracy"] > 0.8  # chance is 0.1
     assert len(runs(client, "pretrain")) == 1
     newest = runs(client, "job")[0]
     assert newest.data.tags["pretrain.cache"] == "hit"

@@ -141,12 +141,14 @@ def test_budget_never_reads_the_validation_split_and_pairs_methods(monkeypatch, 
     for method, extra, validation in CASES:
         cfg = make_config(*FAST, *shared_store, f"method={method}", "protocol=budget", *extra)
         results = pipeline.run_experiment(cfg)
-        assert 0.0 < results["test/accuracy"] <= 1.0
+        if pipeline.C.is_sklearn(cfg):  # fitted to the end (the networks: 3 epochs, ~chance)
+            assert results["test/accuracy"] > 0.7  # chance is 0.1
         [job] = client.search_runs(
             [client.get_experiment_by_name("tiedae").experiment_id],
             f"tags.`tiedae.role` = 'job' and tags.method = '{pipeline.C.method_name(cfg)}'",
         )
         assert job.info.status == "FINISHED"
+        assert job.data.metrics["test/accuracy"] == pytest.approx(results["test/accuracy"])
         assert job.data.tags["protocol"] == "budget"
         assert job.data.tags["protocol.validation"] == validation
         allowed = job.data.tags.get("labels.allow_few_per_class")  # the fallback is opted into

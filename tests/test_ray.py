@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from clirun import FAST, find_runs, store_overrides, store_tracker
-from conftest import run_cli
+from conftest import images_right, run_cli
 
 from tiedae.tracking import PID, ROLE
 
@@ -37,7 +37,8 @@ def test_smoke_sweep_on_a_local_ray_cluster(tmp_path, monkeypatch):
     assert {run.info.status for run in runs} == {"FINISHED"}
     assert len(jobs) == 3 and len(pretrainings) == 1
     assert {run.data.tags["mlflow.parentRunId"] for run in jobs} == {parent.info.run_id}
-    assert all(0 <= run.data.metrics["test/accuracy"] <= 1 for run in jobs)
+    # three epochs on 50 labels stay near chance: each accuracy counts digits' 360 test images
+    assert all(0 < images_right(run.data.metrics["test/accuracy"]) < 360 for run in jobs)
     caches = sorted(run.data.tags.get("pretrain.cache", "-") for run in jobs)
     assert caches == ["-", "hit", "miss"]  # scratch uses none
     # the jobs ran in Ray's worker processes, not in the sweep's own

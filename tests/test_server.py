@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 from clirun import FAST, free_port, wait_for
-from conftest import make_config, run_cli
+from conftest import images_right, make_config, run_cli
 
 from tiedae.tracking import PRETRAIN_KEY, ROLE, SWEEP, Tracker, TrackingSettings
 
@@ -80,7 +80,7 @@ def test_smoke_sweep_against_a_tracking_server(tracking_server, tmp_path):
     assert {run.data.tags["mlflow.parentRunId"] for run in jobs} == {parent.info.run_id}
     assert {run.data.tags[SWEEP] for run in jobs} == {"served"}
     for job in jobs:
-        assert 0 <= job.data.metrics["test/accuracy"] <= 1
+        assert 0 < images_right(job.data.metrics["test/accuracy"]) < 360  # near chance
         stored = artifact_names(tracker, job.info.run_id)
         assert "config.yaml" in stored and "reconstructions.png" not in stored
         assert tracker.logged_model_id(job.info.run_id, "classifier")

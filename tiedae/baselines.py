@@ -39,8 +39,6 @@ from sklearn.semi_supervised import LabelSpreading
 from tiedae.config import ConfigError
 from tiedae.data import Splits
 
-ESTIMATORS = ("logreg", "label_spreading")
-FEATURES = ("pixels", "pca", "codes")
 UNLABELED = -1  # scikit-learn's mark for an unlabeled example
 
 

@@ -1042,7 +1042,8 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
     parser.add_argument(
         "--objectives",
         default=",".join(Options.objectives),
-        help="comma-separated conf/method names for the objective stage",
+        help="comma-separated conf/method names for the objective stage (all: every row "
+        "that picks an objective)",
     )
     parser.add_argument(
         "--objective-steps",
@@ -1079,6 +1080,10 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
     if not models or set(models) - {"tied", "untied"}:
         parser.error(f"--models={args.models}: choose from tied, untied (comma-separated)")
     objectives = tuple(args.objectives.split(","))
+    if objectives == ("all",):
+        from tiedae.objectives import objective_methods
+
+        objectives = tuple(objective_methods())
     methods = {path.stem for path in (PROJECT_ROOT / "conf" / "method").glob("*.yaml")}
     if set(objectives) - methods:
         parser.error(f"--objectives: {', '.join(sorted(set(objectives) - methods))} unknown; "

@@ -163,14 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--steps={args.steps} must be at least 1")
     from tiedae.cli import USER_ERRORS, exit_with_error
     from tiedae.compose import compose_config
-    from tiedae.config import validate
+    from tiedae.config import uses_objective, validate
     from tiedae.objectives import check_objective
 
     try:
         cfg = compose_config(args.overrides)
         validate(cfg)
         check_objective(cfg)
-        if cfg.objective.get("name", "none") == "none":
+        if not uses_objective(cfg):
             parser.error("the config trains no objective: pick one, e.g. method=ladder_tied")
         profile, steps_per_epoch = profile_objective(cfg, args.steps)
     except USER_ERRORS as error:

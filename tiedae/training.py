@@ -150,7 +150,7 @@ def configure_tensorflow(threads: int, deterministic: bool, inter_op_threads: in
         tf.config.experimental.enable_op_determinism()
 
 
-def configure_precision(precision: str) -> None:
+def _configure_precision(precision: str) -> None:
     """Keras's dtype policy for every layer built from now on in this process: ``float32``,
     or ``mixed_bfloat16`` (variables float32, each layer computes in bfloat16). Models keep
     their outputs float32 (``tiedae.models.OUTPUT_DTYPE``); call it before building any."""
@@ -165,7 +165,7 @@ def configure_runtime(cfg: DictConfig, deterministic: bool | None = None) -> Non
     if deterministic is None:
         deterministic = runtime.deterministic
     configure_tensorflow(runtime.threads, deterministic, runtime.inter_op_threads)
-    configure_precision(precision_name(cfg))
+    _configure_precision(precision_name(cfg))
 
 
 ArrayLike = np.ndarray | tf.Tensor

@@ -2,19 +2,24 @@
 
 One module per method, each registering its class in ``OBJECTIVES`` (``@register(name)``);
 ``objective.name`` in the config picks one (``none``: the plain supervised classifier).
-A new method is one module here (imported below) and one ``conf/objective/*.yaml``.
+A new method is one module here, one ``conf/objective/<name>.yaml`` (with its
+``conf/method/<name>.yaml`` row) and its test: every module of this package is imported below
+(``discover``), which runs its ``@register``, and every list of objectives derives from
+``OBJECTIVES`` or the conf folders (``objective_configs``, ``objective_methods``).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Sequence
 from dataclasses import replace
 
 import keras
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from tiedae.objectives import entropy, joint, ladder, mean_teacher, pseudo_label, semantic
+from tiedae.config import CONFIG_DIR, uses_objective
 from tiedae.objectives.base import (
     BY_LABELS,
     OBJECTIVES,
@@ -28,15 +33,42 @@ from tiedae.objectives.base import (
 from tiedae.training import EpochCallback, FitSettings, History, make_optimizer
 
 __all__ = [
-    "OBJECTIVES", "Objective", "check_objective", "fit_objective", "register", "uses_objective",
-    "build_objective", "train_with_objective", "settle_for_labels", "entropy", "joint", "ladder",
-    "mean_teacher", "pseudo_label", "semantic",
+    "OBJECTIVES", "Objective", "check_objective", "fit_objective", "register", "build_objective",
+    "train_with_objective", "settle_for_labels", "discover", "objective_configs",
+    "objective_methods",
 ]  # fmt: skip
 
+# Modules of this package that are tools, not objectives (``python -m tiedae.objectives.cost``
+# must not find itself imported already).
+TOOLS = frozenset({"cost"})
 
-def uses_objective(cfg: DictConfig) -> bool:
-    section = cfg.get("objective")
-    return section is not None and section.get("name", "none") != "none"
+
+def discover() -> list[str]:
+    """Import every module of this package but ``TOOLS``, so each ``@register`` runs; the
+    modules' names."""
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in TOOLS]
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}")
+    return names
+
+
+def objective_configs() -> list[str]:
+    """The ``conf/objective`` options that train with an objective (all but ``none`` and the
+    shared ``_common``), sorted."""
+    folder = CONFIG_DIR / "objective"
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in ("none", "_common"))
+
+
+def objective_methods() -> list[str]:
+    """The ``conf/method`` rows whose bundle picks an objective (``override /objective: X``,
+    X not ``none``), sorted: the semi-supervised rows."""
+    rows = []
+    for path in sorted((CONFIG_DIR / "method").glob("*.yaml")):
+        defaults = OmegaConf.load(path).get("defaults") or []
+        picks = [d.get("override /objective") for d in defaults if OmegaConf.is_dict(d)]
+        if any(p not in (None, "none") for p in picks):
+            rows.append(path.stem)
+    return rows
 
 
 def settle_for_labels(cfg: DictConfig, n_labels: int) -> DictConfig:
@@ -96,3 +128,6 @@ def train_with_objective(
         keep_best=early_stopping,
     )
     return objective.classifier, history, objective
+
+
+discover()

@@ -19,7 +19,7 @@ import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from tiedae import checks
-from tiedae.config import ConfigError
+from tiedae.config import ConfigError, uses_objective
 from tiedae.models import (
     DEFAULT_FAMILY,
     build_encoder,
@@ -137,9 +137,9 @@ def _check_by_labels(section: DictConfig, cfg: DictConfig) -> list[str]:
 
 def check_objective(cfg: DictConfig) -> None:
     """Raise one ConfigError naming every bad ``objective.*`` value (does no I/O)."""
-    section = cfg.get("objective")
-    if section is None or section.get("name", "none") == "none":
+    if not uses_objective(cfg):
         return
+    section = cfg.objective
     name = section.get("name")
     if name not in OBJECTIVES:
         raise ConfigError(

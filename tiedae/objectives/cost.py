@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from tiedae.compose import compose_config
 from tiedae.data import Splits, load_dataset, stratified_subset
-from tiedae.objectives import build_objective
+from tiedae.objectives import build_objective, objective_methods
 from tiedae.objectives.base import (
     JIT_AUTO_MIN_STEPS,
     Objective,
@@ -30,8 +30,6 @@ from tiedae.objectives.base import (
 )
 from tiedae.training import configure_runtime, make_optimizer, resolve_jit
 
-ROWS = ("ladder_tied,ladder_untied,gamma_model,joint_tied,joint_untied,pseudo_label,"
-        "mean_teacher,entropy_min,semantic_loss")  # fmt: skip
 POOL = 55_000  # Fashion-MNIST's training images after the validation split
 
 
@@ -64,14 +62,18 @@ def compiled_steps_of(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=ROWS)
+    parser.add_argument(
+        "--methods", default=None, help="comma-separated conf/method rows (default: every one "
+        "that picks an objective)",
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--labels", type=int, default=500)
     parser.add_argument(
         "--set", nargs="*", default=[], help="extra overrides, e.g. runtime.threads=2"
     )
     args = parser.parse_args(argv)
-    for method in args.methods.split(","):
+    methods = args.methods.split(",") if args.methods else objective_methods()
+    for method in methods:
         cfg = compose_config([f"method={method}", "data.max_train=5500", *args.set])
         configure_runtime(cfg, deterministic=False)
         splits = load_dataset(cfg.data)
