@@ -63,7 +63,7 @@ def pretraining_view(splits: Splits, section: Any) -> Splits:
     """The images pretraining may read under the protocol of ``section``. Made once per
     ``splits`` object and protocol (a copy of the training images: ~0.2 s on Fashion-MNIST)."""
     protocol = protocol_of(section)
-    key = (id(splits), protocol.name, section.get("pretrain_holdout"))
+    key = (id(splits), name_of(section), section.get("pretrain_holdout"))
     known = _VIEWS.get(key)
     if known and known[0]() is splits:
         return known[1]

@@ -30,7 +30,6 @@ class Protocol(ABC):
     """One protocol's settings (its dataclass fields, read from ``conf/protocol/<name>.yaml``)
     and what it lets each stage read. Subclasses register with ``@register(name)``."""
 
-    name: ClassVar[str]
     labels_per_class: ClassVar[int] = 1  # labeled images a class needs
 
     @classmethod
