@@ -132,3 +132,19 @@ def test_config_groups_follow_the_conf_folder(tmp_path):
     assert groups["runtime"][1] == ["default", "fast"]
     assert "_common" not in groups["objective"][1]  # a shared part, not an option
     assert set(groups) == {path.name for path in conf.iterdir() if path.is_dir()}
+
+
+def test_config_validates_families_without_importing_models_or_tensorflow():
+    """No import cycle: config checks a family through tiedae.families alone (a subprocess,
+    so the test's own imports do not count), and every family has its builders too."""
+    import subprocess
+    import sys
+
+    probe = "import sys, tiedae.config; print(sorted(m for m in ('tiedae.models', 'tensorflow', 'keras') if m in sys.modules))"  # noqa: E501
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    from tiedae.families import FAMILIES
+    from tiedae.models import MODEL_FAMILIES
+
+    assert MODEL_FAMILIES.keys() == FAMILIES.keys()
+    assert all(MODEL_FAMILIES[name].rules is FAMILIES[name] for name in FAMILIES)

@@ -18,8 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from tiedae import pool, protocols
 from tiedae.checks import is_int, is_number, one_of, positive_int, positive_number
 from tiedae.data import DATASETS
-
-DEFAULT_FAMILY = "dense"  # model.family when absent (tiedae.models.MODEL_FAMILIES has them all)
+from tiedae.families import DEFAULT_FAMILY, FAMILIES, family_name
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -97,18 +96,6 @@ if not OmegaConf.has_resolver("tiedae_groups"):
     OmegaConf.register_new_resolver("tiedae_groups", groups_help)
 
 
-def family_name(model: Any) -> str:
-    return model.get("family", DEFAULT_FAMILY)
-
-
-def _families() -> dict:
-    """tiedae.models' registry, imported when first needed: importing this module (the CLI,
-    the sweep's parent process) does not load TensorFlow."""
-    from tiedae.models import MODEL_FAMILIES
-
-    return MODEL_FAMILIES
-
-
 class ConfigError(ValueError):
     """A config value is not allowed; the message names the key and what is allowed."""
 
@@ -134,7 +121,7 @@ def validate(cfg: DictConfig) -> None:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
     _validate_model(problems, cfg.model)
     one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS)
-    family = _families().get(family_name(cfg.model))
+    family = FAMILIES.get(family_name(cfg.model))
     why_not = family.unsupported.get(cfg.pretrain.name) if family else None
     if why_not:
         problems.append(
@@ -217,7 +204,7 @@ def _validate_model(problems: list[str], model: DictConfig) -> None:
         problems.append(f"model.tied={model.get('tied')!r} must be true or false")
     one_of(problems, "model.activation", model.activation, ACTIVATIONS)
     one_of(problems, "model.kernel_initializer", model.kernel_initializer, INITIALIZERS)
-    families = _families()
+    families = FAMILIES
     one_of(problems, "model.family", family_name(model), tuple(families))
     if family_name(model) in families:
         families[family_name(model)].validate(problems, OmegaConf.to_container(model, resolve=True))
@@ -319,7 +306,7 @@ def _validate_reuse(problems: list[str], classifier: DictConfig, model: DictConf
 
 def _n_layers(model: DictConfig) -> int:
     """How many encoder layers the model's family has (0 when its keys are malformed)."""
-    family = _families().get(family_name(model))
+    family = FAMILIES.get(family_name(model))
     if family is None:
         return 0
     try:

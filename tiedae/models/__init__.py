@@ -10,22 +10,17 @@ and which pretrainings the family cannot use (and why).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 
-from tiedae.config import DEFAULT_FAMILY, family_name
-from tiedae.models.conv import (
-    UNSUPPORTED_PRETRAININGS as CONV_UNSUPPORTED,
-)
+from tiedae.families import DEFAULT_FAMILY, FAMILIES, FamilyRules, family_name
 from tiedae.models.conv import (
     ConvAutoencoder,
     build_conv_classifier,
     conv_autoencoder,
     conv_classifier,
-    conv_layer_count,
-    validate_conv,
 )
 from tiedae.models.dense import (
     OUTPUT_DTYPE,
@@ -70,22 +65,21 @@ def dense_classifier(
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """How one family of networks is built from a ``model`` config."""
+    """How one family of networks is built from a ``model`` config; what the config checks of
+    it (``n_layers``, ``validate``, ``unsupported``) is its ``tiedae.families`` rules."""
 
     autoencoder: Callable[..., keras.Model]  # (input_shape, model_cfg, sizes, output_act, noise..)
     classifier: Callable[[Sequence[int], Mapping[str, Any], int, int], keras.Sequential]
-    n_layers: Callable[[Mapping[str, Any]], int]  # encoder layers a classifier may reuse
-    validate: Callable[[list[str], Mapping[str, Any]], None] = lambda problems, model: None
-    unsupported: Mapping[str, str] = field(default_factory=dict)  # pretrain.name -> why not
+    rules: FamilyRules
+
+    @property
+    def n_layers(self) -> Callable[[Mapping[str, Any]], int]:
+        return self.rules.n_layers
 
 
 MODEL_FAMILIES: dict[str, ModelFamily] = {
-    "dense": ModelFamily(
-        dense_autoencoder, dense_classifier, lambda model: len(model.get("sizes") or ())
-    ),
-    "conv": ModelFamily(
-        conv_autoencoder, conv_classifier, conv_layer_count, validate_conv, CONV_UNSUPPORTED
-    ),
+    "dense": ModelFamily(dense_autoencoder, dense_classifier, FAMILIES["dense"]),
+    "conv": ModelFamily(conv_autoencoder, conv_classifier, FAMILIES["conv"]),
 }
 
 

@@ -22,14 +22,6 @@ from tiedae.models.dense import (
     softmax_head,
 )
 
-# pretrain.name -> why this family cannot use it (a one-line ConfigError)
-UNSUPPORTED_PRETRAININGS = {
-    "greedy": "greedy layer-wise pretraining stacks shallow Dense autoencoders; use "
-    "pretrain=autoencoder with model.family=conv",
-    "transfer": "transfer reads the hidden Dense layers of a dense source network; use "
-    "pretrain=autoencoder with model.family=conv",
-}
-
 
 def _with_channels(input_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(n) for n in input_shape)
@@ -223,22 +215,3 @@ def conv_classifier(
         input_shape, list(model_cfg["filters"]), list(model_cfg["sizes"]), n_classes, reuse,
         model_cfg.get("kernel_size", 3), model_cfg["activation"], model_cfg["kernel_initializer"],
     )  # fmt: skip
-
-
-def conv_layer_count(model_cfg: Mapping[str, Any]) -> int:
-    return len(model_cfg.get("filters") or ()) + len(model_cfg.get("sizes") or ())
-
-
-def validate_conv(problems: list[str], model_cfg: Mapping[str, Any]) -> None:
-    filters = model_cfg.get("filters")
-    if (
-        not isinstance(filters, Sequence) or isinstance(filters, str) or not filters
-        or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters)
-    ):  # fmt: skip
-        problems.append(
-            f"model.filters={filters!r} must be a non-empty list of positive integers, e.g. "
-            "[32,64,128] (one stride-2 convolution each)"
-        )
-    kernel = model_cfg.get("kernel_size", 3)
-    if not isinstance(kernel, int) or isinstance(kernel, bool) or kernel < 1 or kernel % 2 == 0:
-        problems.append(f"model.kernel_size={kernel!r} must be an odd positive integer, e.g. 3")

@@ -1,0 +1,65 @@
+"""Model families as the config sees them, without TensorFlow: which names exist, how many
+encoder layers a classifier may reuse, what each family's ``model`` settings must satisfy and
+which pretrainings it cannot use. ``tiedae.models`` adds the builders (and imports TensorFlow);
+``tiedae.config`` validates with this module alone, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_FAMILY = "dense"  # model.family when absent
+
+
+def family_name(model: Any) -> str:
+    return model.get("family", DEFAULT_FAMILY)
+
+
+@dataclass(frozen=True)
+class FamilyRules:
+    """What the config checks of one family of networks."""
+
+    n_layers: Callable[[Mapping[str, Any]], int]  # encoder layers a classifier may reuse
+    validate: Callable[[list[str], Mapping[str, Any]], None] = lambda problems, model: None
+    unsupported: Mapping[str, str] = field(default_factory=dict)  # pretrain.name -> why not
+
+
+def dense_layer_count(model_cfg: Mapping[str, Any]) -> int:
+    return len(model_cfg.get("sizes") or ())
+
+
+# pretrain.name -> why this family cannot use it (a one-line ConfigError)
+CONV_UNSUPPORTED = {
+    "greedy": "greedy layer-wise pretraining stacks shallow Dense autoencoders; use "
+    "pretrain=autoencoder with model.family=conv",
+    "transfer": "transfer reads the hidden Dense layers of a dense source network; use "
+    "pretrain=autoencoder with model.family=conv",
+}
+
+
+def conv_layer_count(model_cfg: Mapping[str, Any]) -> int:
+    return len(model_cfg.get("filters") or ()) + len(model_cfg.get("sizes") or ())
+
+
+def validate_conv(problems: list[str], model_cfg: Mapping[str, Any]) -> None:
+    filters = model_cfg.get("filters")
+    if (
+        not isinstance(filters, Sequence) or isinstance(filters, str) or not filters
+        or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters)
+    ):  # fmt: skip
+        problems.append(
+            f"model.filters={filters!r} must be a non-empty list of positive integers, e.g. "
+            "[32,64,128] (one stride-2 convolution each)"
+        )
+    kernel = model_cfg.get("kernel_size", 3)
+    if not isinstance(kernel, int) or isinstance(kernel, bool) or kernel < 1 or kernel % 2 == 0:
+        problems.append(f"model.kernel_size={kernel!r} must be an odd positive integer, e.g. 3")
+
+
+# model.family -> its rules; tiedae.models.MODEL_FAMILIES has the same names, with builders
+FAMILIES: dict[str, FamilyRules] = {
+    "dense": FamilyRules(dense_layer_count),
+    "conv": FamilyRules(conv_layer_count, validate_conv, CONV_UNSUPPORTED),
+}
