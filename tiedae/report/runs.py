@@ -10,6 +10,7 @@ import re
 
 import pandas as pd
 
+from tiedae.config import AUTOENCODERS
 from tiedae.report.axes import LABELS, Axis
 
 # Params that say how or where a run ran, or which cell column/seed it is: not its setting.
@@ -36,7 +37,7 @@ MISSING = "unset"
 POOL_PREFIX = "unlabeled."  # the pool's params (tiedae/pool.py): not a setting of a run without one
 
 
-POOL_PRETRAININGS = ("autoencoder", "greedy")
+POOL_PRETRAININGS = AUTOENCODERS  # the pretrainings that read the unlabeled pool
 
 
 POOL_OUTCOMES = ("unlabeled.n", "unlabeled.n_outside")  # what the settings drew, not settings
@@ -68,7 +69,7 @@ def _settings_of(
     on_codes = settings.get("classifier.features") == "codes"  # a pretrained network's codes
     if settings.get("classifier.kind") == "sklearn" and not on_codes:
         settings = {k: v for k, v in settings.items() if not k.startswith("model.")}
-    if settings.get("pretrain.name") not in ("autoencoder", "greedy"):
+    if settings.get("pretrain.name") not in AUTOENCODERS:
         settings = {k: v for k, v in settings.items() if k not in ("model.tied", "model.name")}
     if settings.get("pretrain.name") == "none":
         settings.pop("classifier.freeze", None)
