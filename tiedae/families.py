@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tiedae.checks import is_int
+
 DEFAULT_FAMILY = "dense"  # model.family when absent
 
 
@@ -47,14 +49,14 @@ def validate_conv(problems: list[str], model_cfg: Mapping[str, Any]) -> None:
     filters = model_cfg.get("filters")
     if (
         not isinstance(filters, Sequence) or isinstance(filters, str) or not filters
-        or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters)
+        or not all(is_int(f) and f > 0 for f in filters)
     ):  # fmt: skip
         problems.append(
             f"model.filters={filters!r} must be a non-empty list of positive integers, e.g. "
             "[32,64,128] (one stride-2 convolution each)"
         )
     kernel = model_cfg.get("kernel_size", 3)
-    if not isinstance(kernel, int) or isinstance(kernel, bool) or kernel < 1 or kernel % 2 == 0:
+    if not is_int(kernel) or kernel < 1 or kernel % 2 == 0:
         problems.append(f"model.kernel_size={kernel!r} must be an odd positive integer, e.g. 3")
 
 

@@ -47,9 +47,13 @@ class Registry(Generic[T]):
         return tuple(self._entries)
 
 
-def import_modules(package: str, path: list[str]) -> None:
-    """Import every module of ``package`` (its ``__path__``) but private ones (``_*``), so their
-    registration decorators run."""
-    for module in pkgutil.iter_modules(path):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{package}.{module.name}")
+def import_modules(package: str, path: list[str], skip: frozenset[str] = frozenset()) -> list[str]:
+    """Import every module of ``package`` (its ``__path__``) but private ones (``_*``) and those
+    in ``skip``, so their registration decorators run; the names of the modules imported."""
+    names = [
+        module.name for module in pkgutil.iter_modules(path)
+        if not module.name.startswith("_") and module.name not in skip
+    ]  # fmt: skip
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

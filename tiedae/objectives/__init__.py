@@ -10,8 +10,6 @@ A new method is one module here, one ``conf/objective/<name>.yaml`` (with its
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -30,6 +28,7 @@ from tiedae.objectives.base import (
     register,
     steps_per_epoch,
 )
+from tiedae.registry import import_modules
 from tiedae.training import EpochCallback, FitSettings, History, make_optimizer
 
 __all__ = [
@@ -46,10 +45,7 @@ TOOLS = frozenset({"cost"})
 def discover() -> list[str]:
     """Import every module of this package but ``TOOLS``, so each ``@register`` runs; the
     modules' names."""
-    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in TOOLS]
-    for name in names:
-        importlib.import_module(f"{__name__}.{name}")
-    return names
+    return import_modules(__name__, __path__, skip=TOOLS)
 
 
 def objective_configs() -> list[str]:
