@@ -58,7 +58,7 @@ test: setup  ## the test suite
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check tiedae tests && $(BIN)/ruff format --check tiedae tests
+	$(BIN)/ruff check tiedae tests hydra_plugins && $(BIN)/ruff format --check tiedae tests hydra_plugins
 
 bench: setup  ## speed benchmark against the seed's plain fit, written to experiments/bench/
 	$(BIN)/python -m tiedae.bench $(ARGS)

@@ -30,7 +30,7 @@ def compose_config(
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)
     except HydraException as error:
-        raise ConfigError(_one_line(error, overrides)) from None
+        raise ConfigError(one_line(error, overrides)) from None
     check_choices(cfg.hydra.runtime.choices)
     if not hydra_config:
         with open_dict(cfg):
@@ -55,10 +55,10 @@ def _parse(overrides: Sequence[str]) -> list:
     try:
         return OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as error:
-        raise ConfigError(_one_line(error, overrides)) from None
+        raise ConfigError(one_line(error, overrides)) from None
 
 
-def _one_line(error: Exception, overrides: Sequence[str]) -> str:
+def one_line(error: Exception, overrides: Sequence[str]) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     given = " ".join(overrides) or "(no overrides)"
     reason = lines[0] if lines else type(error).__name__

@@ -1,0 +1,1 @@
+"""tiedae's Hydra sweeper (``hydra/sweeper=tiedae``); see ``tiedae_sweeper.py``."""

@@ -1,0 +1,82 @@
+"""What the tiedae sweeper does with a batch of jobs before launching it: check every job's
+config the way a single run checks its own, and order the jobs so that parallel workers do not
+wait for the same pretraining.
+
+A job that needs a pretrained encoder takes the pretraining cache's lock for its key; a second
+job with the same key waits until the first has trained it (~10 s for the default autoencoder).
+Hydra's grid order (seed, then method, then labeled count) puts such jobs side by side, so with
+two workers one of them idles at every new key. ``pretraining_first`` runs one job per key
+first (the first of the grid's order), all keys different, then the rest in the grid's order,
+by which time their keys are cached.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
+
+from omegaconf import DictConfig, open_dict, read_write
+
+from tiedae.config import (
+    ConfigError,
+    check_choices,
+    is_pretrained,
+    pretrain_settings,
+    settings_key,
+    validate,
+)
+
+T = TypeVar("T")
+ORDERS = ("pretraining_first", "grid")
+
+
+def task_config(cfg: DictConfig) -> DictConfig:
+    """A job's composed config as its task function receives it: without the ``hydra`` node."""
+    task = copy.deepcopy(cfg)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+def check_job(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The checks ``tiedae`` runs before a job trains (``cli.main``), here for a job of a
+    sweep (its composed config, ``hydra`` node included) before any job trains; the error
+    names the job's overrides. The job's task config, checked."""
+    task = task_config(cfg)
+    try:
+        check_choices(cfg.hydra.runtime.choices)
+        validate(task)
+    except ConfigError as error:
+        raise ConfigError(f"sweep job {' '.join(overrides)}: {error}") from None
+    return task
+
+
+def pretraining_key(cfg: DictConfig) -> str | None:
+    """The pretraining cache key a job (its task config) loads or trains (``None``: it
+    pretrains nothing)."""
+    return settings_key(pretrain_settings(cfg)) if is_pretrained(cfg) else None
+
+
+def order_jobs(jobs: Sequence[T], keys: Sequence[Hashable | None], order: str) -> list[T]:
+    """``jobs`` in the sweeper's ``order`` (:data:`ORDERS`); ``keys``: each job's pretraining."""
+    if order == "grid":
+        return list(jobs)
+    if order == "pretraining_first":
+        return pretraining_first(jobs, keys)
+    raise ConfigError(f"hydra.sweeper.order={order!r} is not one of {', '.join(ORDERS)}")
+
+
+def pretraining_first(jobs: Sequence[T], keys: Sequence[Hashable | None]) -> list[T]:
+    """The first job of each distinct key (in ``jobs``' order), then every other job in
+    ``jobs``' order; jobs with key ``None`` need no pretraining and stay among the rest."""
+    seen: set[Hashable] = set()
+    leaders: list[T] = []
+    rest: list[T] = []
+    for job, key in zip(jobs, keys, strict=True):
+        if key is not None and key not in seen:
+            seen.add(key)
+            leaders.append(job)
+        else:
+            rest.append(job)
+    return leaders + rest
