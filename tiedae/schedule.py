@@ -12,7 +12,6 @@ by which time their keys are cached.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Hashable, Sequence
 from typing import TypeVar
 
@@ -31,25 +30,20 @@ T = TypeVar("T")
 ORDERS = ("pretraining_first", "grid")
 
 
-def task_config(cfg: DictConfig) -> DictConfig:
-    """A job's composed config as its task function receives it: without the ``hydra`` node."""
-    task = copy.deepcopy(cfg)
-    with read_write(task), open_dict(task):
-        del task["hydra"]
-    return task
-
-
 def check_job(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """The checks ``tiedae`` runs before a job trains (``cli.main``), here for a job of a
-    sweep (its composed config, ``hydra`` node included) before any job trains; the error
-    names the job's overrides. The job's task config, checked."""
-    task = task_config(cfg)
+    sweep before any job trains; the error names the job's overrides. ``cfg``: the job's
+    composed config, which becomes its task config (the ``hydra`` node removed) and is
+    returned, checked."""
+    choices = cfg.hydra.runtime.choices
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
     try:
-        check_choices(cfg.hydra.runtime.choices)
-        validate(task)
+        check_choices(choices)
+        validate(cfg)
     except ConfigError as error:
         raise ConfigError(f"sweep job {' '.join(overrides)}: {error}") from None
-    return task
+    return cfg
 
 
 def pretraining_key(cfg: DictConfig) -> str | None:
