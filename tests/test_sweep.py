@@ -156,3 +156,10 @@ def test_joblib_launcher_with_two_workers_logs_every_run(store):
     assert re.search(r"_\d+$", folder), folder
     jobs_there = sorted(p.parent.name for p in (PROJECT_ROOT / folder).glob("*/train.log"))
     assert jobs_there == [str(n) for n in range(8)]
+    # the workers were started (and imported TensorFlow) while the jobs were checked; the
+    # launcher then ran every job in them, not in new ones
+    [warmed] = re.findall(
+        r"joblib workers ([\d, ]+) started and warm", result.stdout + result.stderr
+    )
+    pids = {run.data.tags["tiedae.pid"] for run in jobs(MlflowClient(store[0].split("=", 1)[1]))}
+    assert pids == set(warmed.split(", ")) and len(pids) == 2

@@ -7,7 +7,9 @@ same grid, ``hydra.sweeper.params``, and batches), plus three things for tiedae'
   pretraining first, so parallel workers never wait on each other's pretraining; ``grid`` keeps
   Hydra's order;
 - jobs are composed by ``tiedae.loader.ReusingConfigLoader``, here and in the launcher's
-  workers: each set of config-group choices once per process, not every job from scratch.
+  workers: each set of config-group choices once per process, not every job from scratch;
+- under the joblib launcher, its workers start and import TensorFlow while the jobs are
+  checked (``tiedae.schedule.warm_joblib_workers``), not after.
 
 Hydra finds sweepers in the ``hydra_plugins`` namespace only; the work is done in ``tiedae``.
 No ``from __future__ import annotations``: Hydra executes this module before it is in
@@ -60,14 +62,18 @@ class TiedaeSweeper(BasicSweeper):
     def get_job_batch(self) -> Sequence[Sequence[str]]:
         """The next batch, each job composed and checked, in ``self.order``."""
         from tiedae.cli import USER_ERRORS, exit_with_error
-        from tiedae.schedule import order_jobs, pretraining_key
+        from tiedae.schedule import order_jobs, pretraining_key, warm_joblib_workers
 
         batch = super().get_job_batch()
+        warming = warm_joblib_workers(self.launcher)  # while the jobs are checked
         try:
             keys = [pretraining_key(self._checked(job)) for job in batch]
             return order_jobs(batch, keys, self.order)
         except USER_ERRORS as error:
             exit_with_error(error)
+        finally:
+            if warming is not None:
+                warming.join()
 
     def _checked(self, job: Sequence[str]) -> DictConfig:
         """The job's task config, composed as its worker will and checked."""
