@@ -218,6 +218,18 @@ def test_summary_compares_medians_and_the_sweep_cache():
     assert bench.training_flops_per_image() == 3 * 2 * 2 * (784 * 100 + 100 * 30)
 
 
+def test_stages_are_registered_in_order_and_quick_leaves_the_sweeps_out():
+    assert bench.STAGES == ("pretrain", "classify", "objective", "run", "sweep", "jobs")
+    assert bench.Options().stages == bench.STAGES
+    assert set(bench.WORKERS) == {"pretrain", "classify", "objective", "jobs"}
+    quick, _ = bench.parse_options(["--quick"])
+    assert quick.stages == ("pretrain", "classify", "objective", "run")
+    epilog = bench.cli.epilog()  # --help lists every stage, in order
+    assert [epilog.index(f"- ``{name}``:") for name in bench.STAGES] == sorted(
+        epilog.index(f"- ``{name}``:") for name in bench.STAGES
+    )
+
+
 @pytest.mark.slow
 def test_bench_quick_runs_end_to_end_on_digits(tmp_path):
     command = [sys.executable, "-m", "tiedae.bench", "--quick", "--data", "digits",
