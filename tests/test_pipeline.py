@@ -147,7 +147,8 @@ def test_a_failing_run_keeps_the_epochs_it_logged(store, monkeypatch):
 
 
 class _Clock:
-    """A stand-in for the ``time`` module tiedae.tracking reads: monotonic() is set by hand."""
+    """A stand-in for the ``time`` module RunLog reads (in tiedae.tracking.runlog): monotonic()
+    is set by hand."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -172,7 +173,7 @@ class _Store:
 
 def test_epoch_metrics_are_written_every_few_seconds_not_every_epoch(monkeypatch):
     clock, store = _Clock(), _Store()
-    monkeypatch.setattr(tracking, "time", clock)
+    monkeypatch.setattr(tracking.runlog, "time", clock)
     at_once = tracking.RunLog(store, "run", epoch_flush_seconds=0)
     at_once.log_epoch({"clf/loss": 1.0}, step=0)
     assert [[m.step for m in batch] for batch in store.batches] == [[0]]
@@ -197,7 +198,7 @@ def test_a_runs_params_tags_and_metrics_are_written_together_in_few_batches(monk
     """A deferred run (as Tracker.run opens them) holds params, tags and metrics and writes
     them in one log_batch at its end, in order; one not deferred writes each call at once."""
     clock, store = _Clock(), _Store()
-    monkeypatch.setattr(tracking, "time", clock)
+    monkeypatch.setattr(tracking.runlog, "time", clock)
     log = tracking.RunLog(store, "run", deferred=True)
     log.log_params({f"p{i}": i for i in range(150)})  # more than one batch's 100 params
     log.set_tags({"method": "scratch"})
