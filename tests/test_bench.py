@@ -17,15 +17,10 @@ from keras import ops
 from tiedae import bench
 from tiedae.config import CONFIG_DIR, ConfigError, pretrain_settings, settings_key, validate
 from tiedae.data import load_digits_splits
+from tiedae.loop import fit
 from tiedae.models import Autoencoder
 from tiedae.models.conv import ConvAutoencoder
-from tiedae.training import (
-    EpochRunner,
-    FitSettings,
-    fit,
-    use_jit,
-    xla_pays_off,
-)
+from tiedae.training import EpochRunner, FitSettings, use_jit, xla_pays_off
 
 
 def make_config(tmp_path, *overrides: str):

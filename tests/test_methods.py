@@ -28,13 +28,14 @@ from tiedae.config import (
     validate,
 )
 from tiedae.data import load_digits_splits, stratified_subset
+from tiedae.loop import fit
 from tiedae.models import (
     Autoencoder,
     build_classifier,
     encoder_dense_layers,
     transplant_encoder,
 )
-from tiedae.training import FitSettings, fit, predict
+from tiedae.training import FitSettings, predict
 
 QUICK = FitSettings(epochs=2, batch_size=32, seed=1, patience=2, verbose=0)
 METHODS = sorted(path.stem for path in (CONFIG_DIR / "method").glob("*.yaml"))

@@ -11,9 +11,10 @@ from conftest import make_config, run_cli
 
 from tiedae import pipeline
 from tiedae.data import load_dataset, stratified_subset
+from tiedae.loop import fit
 from tiedae.models import build_classifier
 from tiedae.objectives import train_with_objective
-from tiedae.training import Checkpoint, FitSettings, fit, make_optimizer
+from tiedae.training import Checkpoint, FitSettings, make_optimizer
 
 
 class Killed(Exception):

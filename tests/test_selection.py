@@ -14,8 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from tiedae import baselines, classify, pipeline
 from tiedae.data import load_digits_splits, stratified_subset
+from tiedae.loop import fit
 from tiedae.models import build_classifier
-from tiedae.training import FitSettings, evaluate, fit
+from tiedae.training import FitSettings, evaluate
 
 LOSS = keras.losses.sparse_categorical_crossentropy
 CHANCE = 0.1  # digits: 10 classes

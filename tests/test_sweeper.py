@@ -102,7 +102,7 @@ def test_the_first_job_of_a_process_freezes_what_the_imports_made():
     code = (
         "import gc; from omegaconf import OmegaConf; import mlflow\n"
         "from tiedae.compose import compose_config\n"
-        "from tiedae.training import configure_runtime\n"
+        "from tiedae.runtime import configure_runtime\n"
         "before = len(gc.get_objects()); configure_runtime(compose_config(['data=digits']))\n"
         "print(before, gc.get_freeze_count(), len(gc.get_objects()))"
     )

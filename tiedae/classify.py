@@ -11,17 +11,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from tiedae.data import Splits
+from tiedae.loop import fit
 from tiedae.models import model_family, set_hidden_trainable, transplant_encoder
 from tiedae.timing import timed
-from tiedae.training import (
-    EpochCallback,
-    FitSettings,
-    History,
-    evaluate,
-    fit,
-    make_optimizer,
-    with_part,
-)
+from tiedae.training import EpochCallback, FitSettings, History, evaluate, make_optimizer, with_part
 
 ACCURACY = {"accuracy": keras.metrics.sparse_categorical_accuracy}
 

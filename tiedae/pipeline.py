@@ -47,6 +47,7 @@ from tiedae.run_inputs import (
     pool_indices,
 )
 from tiedae.run_keys import COMMAND, describe, explain_new_key, provenance_tags
+from tiedae.runtime import configure_runtime
 from tiedae.timing import timed
 from tiedae.tracking import (
     LAUNCH,
@@ -58,12 +59,7 @@ from tiedae.tracking import (
     Tracker,
     TrackingSettings,
 )
-from tiedae.training import (
-    FitSettings,
-    History,
-    configure_runtime,
-    predict,
-)
+from tiedae.training import FitSettings, History, predict
 
 log = logging.getLogger("tiedae")
 CLASSIFIER_MODEL = "classifier"  # the logged model of a job run

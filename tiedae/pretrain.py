@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from tiedae.data import Splits
 from tiedae.layers import DenseTranspose
+from tiedae.loop import fit
 from tiedae.models import (
     Autoencoder,
     encoder_dense_layers,
@@ -19,15 +20,7 @@ from tiedae.models import (
     rounded_accuracy,
     weight_layers,
 )
-from tiedae.training import (
-    EpochCallback,
-    FitSettings,
-    History,
-    fit,
-    make_optimizer,
-    predict,
-    with_part,
-)
+from tiedae.training import EpochCallback, FitSettings, History, make_optimizer, predict, with_part
 
 PRETRAINED_ARTIFACT = "models/pretrained.keras"  # where a pretraining run stores its model
 

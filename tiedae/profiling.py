@@ -102,7 +102,7 @@ def profile_objective(cfg, steps: int, warmup: int = 3) -> tuple[StepProfile, in
 
     from tiedae.data import load_dataset, stratified_subset
     from tiedae.objectives.cost import compiled_steps_of
-    from tiedae.training import configure_runtime
+    from tiedae.runtime import configure_runtime
 
     configure_runtime(cfg)
     splits = load_dataset(cfg.data)

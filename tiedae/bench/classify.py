@@ -33,7 +33,8 @@ def classify_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.models import build_classifier, transplant_encoder
     from tiedae.pipeline import fit_settings
     from tiedae.pretrain import build_autoencoder, pretrained_layers
-    from tiedae.training import configure_runtime, make_optimizer
+    from tiedae.runtime import configure_runtime
+    from tiedae.training import make_optimizer
 
     overrides = [f"labels.count={spec['labels']}", f"classifier.epochs={spec['epochs']}"]
     cfg = compose_config(spec["data"], [*overrides, *spec["overrides"]])

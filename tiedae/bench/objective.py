@@ -39,7 +39,7 @@ def objective_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.data import load_dataset, stratified_subset
     from tiedae.objectives import build_objective, train_with_objective
     from tiedae.pipeline import fit_settings
-    from tiedae.training import configure_runtime
+    from tiedae.runtime import configure_runtime
 
     splits = load_dataset(cfg.data)
     labeled = stratified_subset(splits.y_train, 500, cfg.seed)

@@ -44,7 +44,7 @@ def pretrain_worker(spec: dict[str, Any]) -> dict[str, float]:
     from tiedae.data import load_dataset
     from tiedae.pipeline import fit_settings
     from tiedae.pretrain import pretrain_autoencoder
-    from tiedae.training import configure_runtime
+    from tiedae.runtime import configure_runtime
 
     splits = load_dataset(cfg.data)
     if spec["path"] != SEED_PATH:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tiedae import checks
 from tiedae.config import ConfigError, uses_objective
+from tiedae.loop import Epochs, Monitor, Progress, Trainee, run_epochs
 from tiedae.models import (
     DEFAULT_FAMILY,
     build_encoder,
@@ -30,17 +31,12 @@ from tiedae.models import (
 from tiedae.objectives.penalties import PENALTIES
 from tiedae.training import (
     EpochCallback,
-    Epochs,
     FitSettings,
     History,
-    Monitor,
-    Progress,
-    Trainee,
     as_tensor,
     evaluator,
     one_function,
     resolve_jit,
-    run_epochs,
 )
 
 ACCURACY = {"accuracy": keras.metrics.sparse_categorical_accuracy}

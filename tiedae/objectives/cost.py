@@ -28,7 +28,8 @@ from tiedae.objectives.base import (
     compiled_objective_steps,
     shuffled_orders,
 )
-from tiedae.training import configure_runtime, make_optimizer, resolve_jit
+from tiedae.runtime import configure_runtime
+from tiedae.training import make_optimizer, resolve_jit
 
 POOL = 55_000  # Fashion-MNIST's training images after the validation split
 
