@@ -7,7 +7,7 @@ the worker that runs it). :class:`ReusingConfigLoader` composes a job's *config-
 overrides (``method=tied_frozen``, ``hydra/launcher=joblib``) once, keeps the result, and
 applies each job's value overrides to a copy of it, as Hydra itself applies them after
 composing; the ``hydra`` node then records the job's overrides as Hydra's would. The config is
-the one Hydra composes (``tests/test_loader.py`` compares them key by key).
+the one Hydra composes (``tests/test_sweeper.py`` compares them key by key).
 
 The sweeper (``hydra/sweeper=tiedae``) hands it to the launcher, so each worker process keeps
 its own compositions across the jobs it runs. Only jobs (``RunMode.RUN``) are reused; the
@@ -51,8 +51,12 @@ class ReusingConfigLoader(ConfigLoaderImpl):
                 config_name, overrides, run_mode, from_shell, validate_sweep_overrides
             )
         parsed, repo = self._parse_overrides_and_create_caching_repo(config_name, overrides)
-        values = [o for o in parsed if is_value_override(o, repo)]
-        groups = [o.input_line for o in parsed if not is_value_override(o, repo)]
+        values, groups = [], []
+        for override in parsed:
+            if is_value_override(override, repo):
+                values.append(override)
+            else:
+                groups.append(override.input_line)
         key = (config_name, tuple(groups), str(self.get_search_path()))
         if key not in _COMPOSED:
             _COMPOSED[key] = super()._load_configuration_impl(

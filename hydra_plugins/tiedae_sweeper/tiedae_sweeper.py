@@ -1,5 +1,5 @@
 """``hydra/sweeper=tiedae`` (the default of ``conf/config.yaml``): Hydra's basic sweeper (the
-same grid, ``hydra.sweeper.params``, and batches), plus three things for tiedae's sweeps:
+same grid, ``hydra.sweeper.params``, and batches), plus four things for tiedae's sweeps:
 
 - every job's config is composed and checked (``tiedae.schedule.check_job``) before any job
   trains, so a bad value in the 90th job stops the sweep in a second with one line;
