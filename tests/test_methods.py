@@ -19,7 +19,6 @@ from tiedae.config import (
     DEFAULT_SIZES,
     ConfigError,
     DivergedError,
-    family_name,
     is_pretrained,
     is_sklearn,
     method_name,
@@ -28,6 +27,7 @@ from tiedae.config import (
     validate,
 )
 from tiedae.data import load_digits_splits, stratified_subset
+from tiedae.families import family_name
 from tiedae.loop import fit
 from tiedae.models import (
     Autoencoder,
@@ -244,7 +244,7 @@ def test_label_spreading_uses_the_unlabeled_images(digits):
     ("overrides", "expected"),
     [
         (["classifier.kind=torch"], "classifier.kind='torch' is unknown; allowed: keras, sklearn"),
-        (["pretrain.name=layerwise"], "allowed: none, autoencoder, greedy"),
+        (["pretrain.name=layerwise"], "allowed: autoencoder, greedy, none, transfer"),
         (["pretrain=greedy", "pretrain.code_optimizer=lbfgs"],
          "pretrain.code_optimizer='lbfgs' is unknown; allowed: sgd, adam, nadam, rmsprop"),
         (["pretrain=greedy", "pretrain.code_learning_rate=0"],

@@ -43,3 +43,24 @@ def boolean(problems: list[str], key: str, value: Any) -> None:
 def one_of(problems: list[str], key: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         problems.append(f"{key}={value!r} is unknown; allowed: {', '.join(allowed)}")
+
+
+def is_list(value: Any) -> bool:
+    """A list of values (a Python or an OmegaConf list), not a string."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def class_list(problems: list[str], key: str, classes: Any, count: int | None) -> bool:
+    """At least two distinct class ids in 0..count-1 (any when count is None, checked when the
+    data loads); True when ``classes`` is such a list."""
+    if (
+        not is_list(classes) or len(classes) < 2 or len(set(classes)) != len(classes)
+        or not all(is_int(c) and c >= 0 and (count is None or c < count) for c in classes)
+    ):  # fmt: skip
+        upper = "k-1" if count is None else count - 1
+        problems.append(
+            f"{key}={classes!r} must list at least two distinct class ids in 0..{upper}, "
+            "e.g. [5, 6]"
+        )
+        return False
+    return True

@@ -1,13 +1,14 @@
 """Model families as the config sees them, without TensorFlow: which names exist, how many
-encoder layers a classifier may reuse, what each family's ``model`` settings must satisfy and
-which pretrainings it cannot use. ``tiedae.models`` adds the builders (and imports TensorFlow);
-``tiedae.config`` validates with this module alone, so neither imports the other.
+encoder layers a classifier may reuse and what each family's ``model`` settings must satisfy
+(each pretraining says which families it cannot serve). ``tiedae.models`` adds the builders
+(and imports TensorFlow); ``tiedae.config`` validates with this module alone, so neither
+imports the other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tiedae.checks import is_int
@@ -25,20 +26,10 @@ class FamilyRules:
 
     n_layers: Callable[[Mapping[str, Any]], int]  # encoder layers a classifier may reuse
     validate: Callable[[list[str], Mapping[str, Any]], None] = lambda problems, model: None
-    unsupported: Mapping[str, str] = field(default_factory=dict)  # pretrain.name -> why not
 
 
 def dense_layer_count(model_cfg: Mapping[str, Any]) -> int:
     return len(model_cfg.get("sizes") or ())
-
-
-# pretrain.name -> why this family cannot use it (a one-line ConfigError)
-CONV_UNSUPPORTED = {
-    "greedy": "greedy layer-wise pretraining stacks shallow Dense autoencoders; use "
-    "pretrain=autoencoder with model.family=conv",
-    "transfer": "transfer reads the hidden Dense layers of a dense source network; use "
-    "pretrain=autoencoder with model.family=conv",
-}
 
 
 def conv_layer_count(model_cfg: Mapping[str, Any]) -> int:
@@ -63,5 +54,5 @@ def validate_conv(problems: list[str], model_cfg: Mapping[str, Any]) -> None:
 # model.family -> its rules; tiedae.models.MODEL_FAMILIES has the same names, with builders
 FAMILIES: dict[str, FamilyRules] = {
     "dense": FamilyRules(dense_layer_count),
-    "conv": FamilyRules(conv_layer_count, validate_conv, CONV_UNSUPPORTED),
+    "conv": FamilyRules(conv_layer_count, validate_conv),
 }

@@ -1,8 +1,8 @@
 """One run, top to bottom: validate, load data, pretrain (or load from cache), classify, log.
 
 The stages live beside it: what a run reads (``run_inputs``), how its training is set up and
-logged (``fitting``), the pretrainers (``pretrainers``) and their cache (``pretrain_cache``),
-the tags of its key (``run_keys``)."""
+logged (``fitting``), the pretrainings (``pretrainings``, their shared runs in ``pretrainers``)
+and their cache (``pretrain_cache``), the tags of its key (``run_keys``)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tiedae import config as C
 from tiedae import provenance as P
 from tiedae.baselines import Codes, check_baseline_fits, run_baseline
 from tiedae.classify import evaluate_on_test, evaluate_on_validation, train_classifier
+from tiedae.config.resolved import RunSpec, resolve
 from tiedae.data import (
     Splits,
     load_dataset,
@@ -30,7 +31,7 @@ from tiedae.fitting import epoch_logger, fit_settings, run_checkpoint
 from tiedae.models import model_family, transplant_encoder
 from tiedae.objectives import check_objective, settle_for_labels, train_with_objective
 from tiedae.pretrain_cache import EXAMPLE_ROWS
-from tiedae.pretrainers import PRETRAIN_CHECKS, PRETRAINERS
+from tiedae.pretrainings import PRETRAININGS
 from tiedae.protocols import (
     LabeledView,
     labeled_view,
@@ -74,14 +75,12 @@ def prepare(cfg: DictConfig) -> tuple[Splits, Tracker]:
         check_labels_per_class(cfg, splits)
     if C.draws_pool(cfg):  # the pool fits the data (a PoolError otherwise), before any run:
         # drawn as the run will, less pretraining's held-out images only where it pretrains
-        pretrains = cfg.pretrain.name in C.AUTOENCODERS
+        pretrains = C.has_decoder(cfg)
         pool_indices(cfg, splits, pretraining_holdout(splits, cfg.protocol) if pretrains else None)
     if C.is_sklearn(cfg):
         check_baseline_fits(cfg.classifier, splits)
     tracker = Tracker(TrackingSettings.from_config(cfg.tracking)).connect()
-    check = PRETRAIN_CHECKS.get(cfg.pretrain.name)
-    if check:
-        check(cfg, splits, tracker)
+    PRETRAININGS[cfg.pretrain.name].check_inputs(cfg, splits, tracker)
     return splits, tracker
 
 
@@ -148,9 +147,10 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     splits, tracker = prepare(cfg)
     cfg = settle_for_labels(cfg, check_labels_fit(cfg, splits))
     configure_runtime(cfg)
+    spec = resolve(cfg)  # names, keys and identities, derived once for every stage below
+    cfg = spec.cfg
     sweep = cfg.sweep.get("name")
-    settings = C.run_settings(cfg)
-    run_key, parts = C.settings_key(settings), C.key_parts(settings)
+    run_key, parts = spec.job.key, spec.job.parts
     parent = tracker.sweep_parent(sweep) if sweep else None
     launch = os.environ.get(LAUNCH_ENV)  # the sweep process that launched this job, if any
     if sweep and not cfg.force:
@@ -158,17 +158,17 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
         if done:
             log.info(
                 "skipping %s: run %s already FINISHED with the same key %s (%s); force=true "
-                "reruns", C.run_name(cfg), done, run_key, describe(parts),
+                "reruns", spec.name, done, run_key, describe(parts),
             )  # fmt: skip
             tracker.note_skipped(parent, run_key, launch)
             return {}
-        explain_new_key(tracker, "job", C.run_name(cfg), sweep, parts)
+        explain_new_key(tracker, "job", spec.name, sweep, parts)
     tags = {
-        ROLE: "job", RUN_KEY: run_key, "method": C.method_name(cfg), "dataset": splits.name,
-        "tied": cfg.model.tied if C.has_decoder(cfg) else "n/a",
-        "pretrained": C.is_pretrained(cfg), "labels": C.labels_label(cfg), "seed": cfg.seed,
+        ROLE: "job", RUN_KEY: run_key, "method": spec.method, "dataset": splits.name,
+        "tied": cfg.model.tied if spec.decoder else "n/a",
+        "pretrained": spec.pretrained, "labels": spec.labels, "seed": spec.seed,
         **provenance_tags(cfg, parts), COMMAND: P.command_line(),
-        "protocol": C.protocol_name(cfg), **few_labels_tags(cfg, splits),
+        "protocol": spec.protocol, **few_labels_tags(cfg, splits),
     }  # fmt: skip
     if sweep:
         tags[SWEEP] = sweep
@@ -176,30 +176,31 @@ def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
         tags[LAUNCH] = launch
     resume = tracker.find_resumable({k: v for k, v in tags.items() if k in (ROLE, RUN_KEY, SWEEP)})
     if resume:
-        log.info("%s: resuming run %s from its checkpoint", C.run_name(cfg), resume)
-    with tracker.run(C.run_name(cfg), tags, parent_run_id=parent, resume=resume) as run:
+        log.info("%s: resuming run %s from its checkpoint", spec.name, resume)
+    with tracker.run(spec.name, tags, parent_run_id=parent, resume=resume) as run:
         if not resume:  # a resumed run keeps its params (runtime options may differ now)
             run.log_params(C.flatten(cfg))
             run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
-        results = _train_and_log(cfg, splits, tracker, run)
-        log.info("%s: test accuracy %.4f", C.run_name(cfg), results["test/accuracy"])
-        print(f"test accuracy: {results['test/accuracy']:.4f}  ({C.run_name(cfg)})", flush=True)
+        results = _train_and_log(spec, splits, tracker, run)
+        log.info("%s: test accuracy %.4f", spec.name, results["test/accuracy"])
+        print(f"test accuracy: {results['test/accuracy']:.4f}  ({spec.name})", flush=True)
         if job_log is not None:
             run.log_artifact(job_log, "logs")
     shutil.rmtree(tracker.checkpoint_dir(run.run_id), ignore_errors=True)
     return results
 
 
-def _train_and_log(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog) -> dict:
+def _train_and_log(spec: RunSpec, splits: Splits, tracker: Tracker, run: RunLog) -> dict:
     """Draw the labeled subset, train the classifier (a network, or a scikit-learn baseline),
     and log its test metrics: the one place the two kinds part ways."""
+    cfg = spec.cfg
     labeled = labeled_indices(cfg, splits)
     view = labeled_view(splits, labeled, cfg.protocol, cfg.seed)
     run.log_params({"labels.n": len(labeled), "labels.n_valid": _n_valid(view)})
     run.set_tags({"protocol.validation": view.validation})
     run.log_datasets(dataset_inputs(cfg.data, view.splits, view.labeled))
-    train = _train_baseline if C.is_sklearn(cfg) else _train_network
-    results = train(cfg, splits, view, tracker, run)
+    train = _train_baseline if spec.sklearn else _train_network
+    results = train(spec, splits, view, tracker, run)
     run.log_metrics(results)
     return results
 
@@ -210,24 +211,24 @@ def _n_valid(view: LabeledView) -> int:
 
 
 def _train_network(
-    cfg: DictConfig, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
+    spec: RunSpec, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
 ) -> dict[str, float]:
-    pretrained = None
-    if C.is_pretrained(cfg):
-        pretrained = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
+    cfg, pretrained = spec.cfg, None
+    if spec.pretrained:
+        pretrained = PRETRAININGS[spec.pretraining].layers(spec, splits, tracker, run)
     checkpoint = run_checkpoint(cfg, tracker.checkpoint_dir(run.run_id), run, "clf")
     settings = fit_settings(cfg, cfg.classifier, cfg.classifier.patience, checkpoint)
     if view.fixed_epochs:  # too few labels to validate: a fixed budget, no early stopping
         settings = replace(settings, epochs=view.fixed_epochs, patience=None)
     with timed("train"):
-        if C.uses_objective(cfg):
+        if spec.objective:
             classifier, history = _train_with_objective(
-                cfg, splits, view, settings, pretrained, run
+                spec, splits, view, settings, pretrained, run
             )
         else:
             classifier, history = train_classifier(
                 view.splits, view.labeled, cfg.model, cfg.classifier, settings,
-                pretrained=pretrained, reuse=C.reuse_layers(cfg),
+                pretrained=pretrained, reuse=spec.reuse,
                 on_epoch_end=epoch_logger(run, "clf"),
             )  # fmt: skip
     with timed("evaluate"):
@@ -256,7 +257,7 @@ def _train_network(
 
 
 def _train_with_objective(
-    cfg: DictConfig,
+    spec: RunSpec,
     splits: Splits,
     view: LabeledView,
     settings: FitSettings,
@@ -266,8 +267,9 @@ def _train_with_objective(
     """The classifier stage under a semi-supervised objective (tiedae/objectives): the labeled
     subset, validated as the protocol says, and, unlabeled, every training image (every class's
     with ``pretrain.images=all``), plus a dataset's own unlabeled images (npz ``x_unlabeled``)."""
+    cfg = spec.cfg
     every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
-    if C.draws_pool(cfg):
+    if spec.draws_pool:
         pool = drawn_pool(cfg, splits, run)
     else:
         pool = (load_classes(cfg.data, None) if every_class else view.splits).pretrain_images
@@ -282,9 +284,10 @@ def _train_with_objective(
 
 
 def _train_baseline(
-    cfg: DictConfig, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
+    spec: RunSpec, splits: Splits, view: LabeledView, tracker: Tracker, run: RunLog
 ) -> dict[str, float]:
-    codes = pretrained_codes(cfg, splits, tracker, run) if C.on_codes(cfg) else None
+    cfg = spec.cfg
+    codes = pretrained_codes(spec, splits, tracker, run) if spec.on_codes else None
     with timed("train"):
         baseline = run_baseline(
             view.splits, view.labeled, cfg.classifier, cfg.seed, choose=view.fixed_epochs is None,
@@ -299,12 +302,12 @@ def _train_baseline(
     return results
 
 
-def pretrained_codes(cfg: DictConfig, splits: Splits, tracker: Tracker, run: RunLog) -> Codes:
+def pretrained_codes(spec: RunSpec, splits: Splits, tracker: Tracker, run: RunLog) -> Codes:
     """``classifier.features=codes``: the pretrained encoder (from the cache, or pretrained now
     as for a network's classifier), its lowest ``classifier.reuse_layers`` layers frozen in
     the classifier's shape without the head: what the estimator reads instead of pixels."""
-    layers = PRETRAINERS[cfg.pretrain.name](cfg, splits, tracker, run)
-    reuse = C.reuse_layers(cfg)
+    cfg, reuse = spec.cfg, spec.reuse
+    layers = PRETRAININGS[spec.pretraining].layers(spec, splits, tracker, run)
     network = model_family(cfg.model).classifier(
         splits.image_shape, cfg.model, splits.n_classes, reuse
     )

@@ -1,6 +1,6 @@
-"""How each ``pretrain.name`` produces the encoder layers a classifier reuses: the autoencoder
-(whole stack or greedy, layer by layer) and transfer from a related task, each cached by its
-settings (``tiedae/pretrain_cache.py``)."""
+"""The pretraining runs the builtin pretrainings share (``tiedae/pretrainings/`` declares each
+and calls these from its ``layers``): the autoencoder (whole stack or greedy, layer by layer)
+and transfer from a related task, each cached by its settings (``tiedae/pretrain_cache.py``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from tiedae import config as C
 from tiedae import provenance as P
 from tiedae.classify import evaluate_on_test
+from tiedae.config.resolved import RunSpec
 from tiedae.data import (
     Splits,
     load_dataset,
@@ -25,7 +26,6 @@ from tiedae.data import (
 from tiedae.fitting import fan_out, fit_settings, run_checkpoint
 from tiedae.pretrain import (
     pretrain_autoencoder,
-    pretrain_greedy,
     pretrained_layers,
 )
 from tiedae.pretrain_cache import EXAMPLE_ROWS, cached_model, force_since, pretrain_checkpoints
@@ -49,18 +49,19 @@ PretrainFunction = Callable[..., tuple[keras.Model, Any]]
 
 
 def autoencoder_layers(
-    cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog,
+    spec: RunSpec, splits: Splits, tracker: Tracker, job: RunLog,
     pretrain: PretrainFunction = pretrain_autoencoder,
 ) -> list[keras.layers.Dense]:  # fmt: skip
     """Pretrain (or load) the autoencoder with ``pretrain``; its encoder's Dense layers."""
+    cfg = spec.cfg
     every_class = cfg.pretrain.get("images", "selected") == "all" and bool(cfg.data.get("classes"))
     own = pretraining_view(splits, cfg.protocol)  # the selected classes' images it may read
 
     def train(run: RunLog) -> keras.Model:
-        run.log_params(C.flatten(C.pretrain_settings(cfg)))
-        run.set_tags({"protocol": C.protocol_name(cfg)})
+        run.log_params(C.flatten(spec.pretrain.settings))
+        run.set_tags({"protocol": spec.protocol})
         images = own
-        if C.draws_pool(cfg):  # the pool less pretraining's held-out validation images
+        if spec.draws_pool:  # the pool less pretraining's held-out validation images
             held_out = pretraining_holdout(splits, cfg.protocol)
             images = replace(own, x_train=drawn_pool(cfg, splits, run, held_out), x_unlabeled=None)
         elif every_class:
@@ -79,10 +80,9 @@ def autoencoder_layers(
         _log_reconstructions(run, autoencoder, own)  # the pretraining run's, drawn once
         return autoencoder
 
-    settings = C.pretrain_settings(cfg)
-    key = C.settings_key(settings)
+    key = spec.pretrain.key
     tags = {"tied": cfg.model.tied, "dataset": splits.name, COMMAND: P.command_line(),
-            **provenance_tags(cfg, C.key_parts(settings))}  # fmt: skip
+            **provenance_tags(cfg, spec.pretrain.parts)}  # fmt: skip
     pool = " all classes" if every_class else ""
     name = f"pretrain {cfg.model.name}-{cfg.pretrain.name}{pool} seed={cfg.seed}"
     autoencoder = cached_model(
@@ -94,25 +94,17 @@ def autoencoder_layers(
     return pretrained_layers(autoencoder)
 
 
-def greedy_layers(
-    cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog
-) -> list[keras.layers.Dense]:
-    """Greedy layer-wise pretraining, cached like the whole-stack autoencoder."""
-    return autoencoder_layers(cfg, splits, tracker, job, pretrain=pretrain_greedy)
-
-
 # --- transfer from a related task --------------------------------------------------------
 
 
-def transfer_layers(cfg: DictConfig, splits: Splits, tracker: Tracker, job: RunLog) -> list:
+def transfer_layers(spec: RunSpec, splits: Splits, tracker: Tracker, job: RunLog) -> list:
     """The lowest reused layers of the source network: builtin (trained once, cached) or given."""
+    cfg = spec.cfg
     job.set_tags({"transfer.source": cfg.pretrain.source})
     if cfg.pretrain.source != C.BUILTIN_SOURCE:
         return given_source_layers(cfg, splits, tracker)
     model = builtin_source(cfg, tracker, job, splits.x_train[:EXAMPLE_ROWS])
-    return matching_layers(
-        model, C.BUILTIN_SOURCE, splits.image_shape, cfg.model, C.reuse_layers(cfg)
-    )
+    return matching_layers(model, C.BUILTIN_SOURCE, splits.image_shape, cfg.model, spec.reuse)
 
 
 def builtin_source(
@@ -173,24 +165,6 @@ def given_source_layers(cfg: DictConfig, splits: Splits, tracker: Tracker) -> li
             local = Path(source).expanduser()
         model = load_source(local, source)
     return matching_layers(model, source, splits.image_shape, cfg.model, C.reuse_layers(cfg))
-
-
-def check_transfer_source(cfg: DictConfig, splits: Splits, tracker: Tracker) -> None:
-    """A given source must load and fit the encoder before any run starts (builtin: by build)."""
-    if cfg.pretrain.source != C.BUILTIN_SOURCE:
-        given_source_layers(cfg, splits, tracker)
-
-
-PretrainedLayers = Callable[[DictConfig, Splits, Tracker, RunLog], list]
-# pretrain.name -> how it produces the encoder layers the classifier reuses
-PRETRAINERS: dict[str, PretrainedLayers] = {
-    "autoencoder": autoencoder_layers,
-    "greedy": greedy_layers,
-    "transfer": transfer_layers,
-}
-PretrainCheck = Callable[[DictConfig, Splits, Tracker], None]
-# pretrain.name -> checks of its inputs that need the data or the store, run by prepare()
-PRETRAIN_CHECKS: dict[str, PretrainCheck] = {"transfer": check_transfer_source}
 
 
 def _log_reconstructions(run: RunLog, autoencoder, splits: Splits) -> None:

@@ -66,7 +66,7 @@ def dense_classifier(
 @dataclass(frozen=True)
 class ModelFamily:
     """How one family of networks is built from a ``model`` config; what the config checks of
-    it (``n_layers``, ``validate``, ``unsupported``) is its ``tiedae.families`` rules."""
+    it (``n_layers``, ``validate``) is its ``tiedae.families`` rules."""
 
     autoencoder: Callable[..., keras.Model]  # (input_shape, model_cfg, sizes, output_act, noise..)
     classifier: Callable[[Sequence[int], Mapping[str, Any], int, int], keras.Sequential]

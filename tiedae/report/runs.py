@@ -10,7 +10,7 @@ import re
 
 import pandas as pd
 
-from tiedae.config import AUTOENCODERS
+from tiedae.pretrainings import NONE, with_decoder
 from tiedae.report.axes import LABELS, Axis
 
 # Params that say how or where a run ran, or which cell column/seed it is: not its setting.
@@ -37,7 +37,7 @@ MISSING = "unset"
 POOL_PREFIX = "unlabeled."  # the pool's params (tiedae/pool.py): not a setting of a run without one
 
 
-POOL_PRETRAININGS = AUTOENCODERS  # the pretrainings that read the unlabeled pool
+POOL_PRETRAININGS = with_decoder()  # the pretrainings that read the unlabeled pool
 
 
 POOL_OUTCOMES = ("unlabeled.n", "unlabeled.n_outside")  # what the settings drew, not settings
@@ -69,9 +69,9 @@ def _settings_of(
     on_codes = settings.get("classifier.features") == "codes"  # a pretrained network's codes
     if settings.get("classifier.kind") == "sklearn" and not on_codes:
         settings = {k: v for k, v in settings.items() if not k.startswith("model.")}
-    if settings.get("pretrain.name") not in AUTOENCODERS:
+    if settings.get("pretrain.name") not in POOL_PRETRAININGS:  # no decoder to tie
         settings = {k: v for k, v in settings.items() if k not in ("model.tied", "model.name")}
-    if settings.get("pretrain.name") == "none":
+    if settings.get("pretrain.name") == NONE:
         settings.pop("classifier.freeze", None)
     for tag, name in IDENTITY_TAGS.items():
         settings[name] = tags.get(tag) or MISSING

@@ -1,0 +1,215 @@
+"""Validation of the composed config before any training: every rule gives a one-line message
+that names the key, the value and what is allowed, and every problem is reported at once."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from tiedae import pool, protocols
+from tiedae.checks import (
+    class_list,
+    is_int,
+    is_number,
+    one_of,
+    positive_int,
+    positive_number,
+)
+from tiedae.config.errors import ConfigError
+from tiedae.config.names import draws_pool, n_layers, precision_name
+from tiedae.data import DATASETS
+from tiedae.families import FAMILIES, family_name
+from tiedae.pretrainings import NONE, PRETRAININGS
+from tiedae.vocab import ACTIVATIONS, INITIALIZERS, OPTIMIZERS, n_classes
+
+CLASSIFIER_KINDS = ("keras", "sklearn")
+
+SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
+
+SKLEARN_FEATURES = ("pixels", "pca", "codes")  # codes: a pretrained encoder's (its own cache)
+
+PRECISIONS = ("float32", "mixed_bfloat16")  # runtime.precision: Keras dtype policies
+
+JOB_MODELS = ("every", "none")  # tracking.job_models: which jobs log their classifier
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError listing every invalid value; does no I/O."""
+    problems: list[str] = []
+    one_of(problems, "data.name", cfg.data.name, tuple(DATASETS))
+    max_train = cfg.data.get("max_train")
+    if max_train is not None:
+        positive_int(problems, "data.max_train", max_train)
+    if cfg.data.get("classes") is not None:
+        class_list(problems, "data.classes", cfg.data.classes, n_classes(cfg))
+    _validate_labels(problems, cfg.labels)
+    if not is_int(cfg.seed) or cfg.seed < 0:
+        problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
+    _validate_model(problems, cfg.model)
+    _validate_pretraining(problems, cfg)
+    if not isinstance(cfg.pretrain.get("cache", True), bool):
+        problems.append(f"pretrain.cache={cfg.pretrain.cache!r} must be true or false")
+    jit = cfg.runtime.get("jit", False)
+    if not (isinstance(jit, bool) or jit == "auto"):
+        problems.append(f"runtime.jit={cfg.runtime.jit!r} must be true, false or auto")
+    one_of(problems, "runtime.precision", precision_name(cfg), PRECISIONS)
+    flush = cfg.tracking.get("epoch_flush_seconds", 0)
+    if not isinstance(flush, int | float) or isinstance(flush, bool) or flush < 0:
+        problems.append(f"tracking.epoch_flush_seconds={flush!r} must be a number >= 0")
+    one_of(problems, "tracking.job_models", cfg.tracking.get("job_models", "every"), JOB_MODELS)
+    _validate_protocol(problems, cfg.get("protocol"))
+    _validate_pool(problems, cfg)
+    kind = cfg.classifier.get("kind", "keras")
+    one_of(problems, "classifier.kind", kind, CLASSIFIER_KINDS)
+    if kind == "sklearn":
+        _validate_sklearn(problems, cfg.classifier, cfg.pretrain, cfg.model)
+    else:
+        _validate_classifier(problems, cfg.classifier, cfg.model)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _validate_pretraining(problems: list[str], cfg: DictConfig) -> None:
+    """A known ``pretrain.name``, usable with the model's family, its section's own checks."""
+    pretraining = PRETRAININGS.get(cfg.pretrain.name)
+    if pretraining is None:
+        one_of(problems, "pretrain.name", cfg.pretrain.name, PRETRAININGS.names())
+        return
+    why_not = pretraining.unsupported.get(family_name(cfg.model))
+    if why_not:
+        problems.append(
+            f"pretrain={cfg.pretrain.name} does not work with model.family="
+            f"{family_name(cfg.model)}: {why_not}"
+        )
+    pretraining.check(problems, cfg)
+
+
+def _validate_pool(problems: list[str], cfg: DictConfig) -> None:
+    problems += pool.check(cfg.get("unlabeled"), cfg.data.get("classes"), n_classes(cfg))
+    if draws_pool(cfg) and cfg.data.get("max_train") is not None:
+        problems.append(
+            "unlabeled.* draws the pool from the whole training split; it cannot be combined "
+            "with data.max_train (set data.max_train=null)"
+        )
+
+
+def _validate_labels(problems: list[str], labels: DictConfig) -> None:
+    count, fraction = labels.get("count"), labels.get("fraction")
+    if count is not None and fraction is not None:
+        problems.append(
+            f"labels.count={count} and labels.fraction={fraction} are both set; set one, e.g. "
+            "labels.count=null labels.fraction=0.1"
+        )
+    if fraction is not None and (
+        isinstance(fraction, bool) or not isinstance(fraction, int | float)
+        or not 0 < fraction <= 1
+    ):  # fmt: skip
+        problems.append(f"labels.fraction={fraction!r} must be in (0, 1]")
+    if count is not None and count != "all" and (not is_int(count) or count < 1):
+        problems.append(f"labels.count={count!r} must be a positive integer or 'all'")
+    allow = labels.get("allow_few_per_class", False)
+    if not isinstance(allow, bool):
+        problems.append(f"labels.allow_few_per_class={allow!r} must be true or false")
+
+
+def _validate_protocol(problems: list[str], protocol: DictConfig | None) -> None:
+    problems.extend(protocols.check(protocol))
+
+
+def _validate_model(problems: list[str], model: DictConfig) -> None:
+    sizes = model.get("sizes")
+    if not OmegaConf.is_list(sizes) or len(sizes) == 0:
+        problems.append(f"model.sizes={sizes!r} must be a non-empty list of widths, e.g. [100,30]")
+    elif not all(is_int(width) and width > 0 for width in sizes):
+        problems.append(
+            f"model.sizes={list(sizes)} must hold positive integers; a tied decoder mirrors "
+            "each width"
+        )
+    if not isinstance(model.get("tied"), bool):
+        problems.append(f"model.tied={model.get('tied')!r} must be true or false")
+    one_of(problems, "model.activation", model.activation, ACTIVATIONS)
+    one_of(problems, "model.kernel_initializer", model.kernel_initializer, INITIALIZERS)
+    families = FAMILIES
+    one_of(problems, "model.family", family_name(model), tuple(families))
+    if family_name(model) in families:
+        families[family_name(model)].validate(problems, OmegaConf.to_container(model, resolve=True))
+
+
+def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
+    _validate_reuse(problems, classifier, model)
+    if not isinstance(classifier.get("freeze"), bool):
+        problems.append(f"classifier.freeze={classifier.get('freeze')!r} must be true or false")
+    positive_int(problems, "classifier.epochs", classifier.epochs)
+    positive_int(problems, "classifier.patience", classifier.patience)
+    positive_int(problems, "classifier.batch_size", classifier.batch_size)
+    positive_number(problems, "classifier.learning_rate", classifier.learning_rate)
+    one_of(problems, "classifier.optimizer", classifier.optimizer, OPTIMIZERS)
+    _validate_schedule(problems, classifier)
+
+
+def _validate_reuse(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
+    reuse = classifier.get("reuse_layers")
+    count = n_layers(model)
+    if reuse is not None and (not is_int(reuse) or not 1 <= reuse <= max(count, 1)):
+        problems.append(
+            f"classifier.reuse_layers={reuse!r} must be null (all) or 1..{count}, the number "
+            "of encoder layers (model.sizes, and model.filters for model.family=conv)"
+        )
+
+
+def _validate_schedule(problems: list[str], classifier: DictConfig) -> None:
+    """``frozen_epochs``: train the head on a frozen encoder first, then unfreeze it."""
+    frozen_epochs = classifier.get("frozen_epochs")
+    if frozen_epochs is None:
+        return
+    positive_int(problems, "classifier.frozen_epochs", frozen_epochs)
+    positive_number(
+        problems, "classifier.finetune_learning_rate", classifier.get("finetune_learning_rate")
+    )
+    if classifier.get("freeze") is True:
+        problems.append(
+            f"classifier.frozen_epochs={frozen_epochs} unfreezes the encoder after that many "
+            "epochs, but classifier.freeze=true keeps it frozen; set classifier.freeze=false "
+            "or classifier.frozen_epochs=null"
+        )
+
+
+def _validate_sklearn(
+    problems: list[str], classifier: DictConfig, pretrain: DictConfig, model: DictConfig
+) -> None:
+    codes = classifier.get("features") == "codes"
+    if pretrain.name != NONE and not codes:
+        problems.append(
+            f"classifier.kind=sklearn uses no pretrained encoder but pretrain={pretrain.name}; "
+            "set pretrain=none (the method bundles do), or classifier.features=codes to fit on "
+            "the encoder's codes"
+        )
+    if codes and pretrain.name == NONE:
+        problems.append(
+            "classifier.features=codes reads a pretrained encoder's codes but pretrain=none; "
+            f"set pretrain={' or '.join(n for n in PRETRAININGS if n != NONE)} "
+            "(method=tied_propagation does)"
+        )
+    if codes:
+        _validate_reuse(problems, classifier, model)
+    one_of(problems, "classifier.name", classifier.name, SKLEARN_ESTIMATORS)
+    one_of(problems, "classifier.features", classifier.get("features"), SKLEARN_FEATURES)
+    if classifier.get("features") == "pca":
+        positive_int(problems, "classifier.components", classifier.get("components"))
+    if classifier.name == "label_spreading":
+        if classifier.get("features") == "pixels":
+            problems.append(
+                "classifier.features=pixels is too slow for label_spreading's neighbour graph; "
+                "allowed: pca, codes"
+            )
+        positive_int(problems, "classifier.n_neighbors", classifier.get("n_neighbors"))
+    positive_int(problems, "classifier.max_iter", classifier.get("max_iter"))
+    key = "C" if classifier.name == "logreg" else "alpha"
+    value = classifier.get(key)
+    values = list(value) if OmegaConf.is_list(value) else [value]
+    upper = 1.0 if key == "alpha" else float("inf")
+    if not values or not all(is_number(v) and 0 < v < upper for v in values):
+        allowed = "in (0, 1)" if key == "alpha" else "> 0"
+        problems.append(
+            f"classifier.{key}={value!r} must be a number {allowed} or a list of them "
+            "(the best on validation is kept)"
+        )
