@@ -68,7 +68,7 @@ def test_the_source_digest_counts_uncommitted_edits(tmp_path):
         P.PACKAGE_DIR, tmp_path / "tiedae", ignore=shutil.ignore_patterns("__pycache__")
     )
     before = P.source_digest(package)
-    (package / "config.py").write_text((package / "config.py").read_text() + "\n# edited\n")
+    (package / "pipeline.py").write_text((package / "pipeline.py").read_text() + "\n# edited\n")
     assert P.source_digest(package) != before
 
 
