@@ -113,9 +113,10 @@ def builtin_source(
     """A classifier trained with every label of the source classes, cached by its settings;
     ``example`` (a few images) is its logged model's input example."""
     classes = C.source_classes(cfg)
+    settings = C.source_settings(cfg)  # the source's key and its logged params
 
     def train(run: RunLog) -> keras.Model:
-        run.log_params({**C.flatten(C.source_settings(cfg)), "source.classes": classes})
+        run.log_params({**C.flatten(settings), "source.classes": classes})
         run.set_tags({"protocol": C.protocol_name(cfg)})
         source = pretraining_view(load_classes(cfg.data, classes), cfg.protocol)
         run.log_datasets(dataset_inputs(cfg.data, source, contexts=("training",)))
@@ -140,7 +141,6 @@ def builtin_source(
         log_probes(run, codes, target, held_out.x_valid, held_out.y_valid, cfg)
         return model
 
-    settings = C.source_settings(cfg)
     key = C.settings_key(settings)
     tags = {"dataset": cfg.data.name, "source.classes": classes, COMMAND: P.command_line(),
             **provenance_tags(cfg, C.key_parts(settings))}  # fmt: skip
