@@ -27,6 +27,7 @@ from tiedae.config import (
     validate,
 )
 from tiedae.data import load_digits_splits, stratified_subset
+from tiedae.estimators import ESTIMATORS
 from tiedae.families import family_name
 from tiedae.loop import fit
 from tiedae.models import (
@@ -222,7 +223,7 @@ def test_baselines_learn_digits_choosing_regularisation_on_validation(digits, na
     result = run_baseline(digits, labeled, cfg.classifier, seed=1)
 
     assert result.test["accuracy"] > 0.7  # chance is 0.1; 100 labeled 8x8 digits suffice
-    key = "C" if cfg.classifier.name == "logreg" else "alpha"
+    key = ESTIMATORS[cfg.classifier.name].regularization
     assert result.chosen in candidates(cfg.classifier[key])
     for value in candidates(cfg.classifier[key]):
         other = OmegaConf.merge(cfg.classifier, {key: value})

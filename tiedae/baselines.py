@@ -1,6 +1,7 @@
 """Classical baselines from scikit-learn, on the same labeled subset, seed and test set.
 
-``classifier.kind=sklearn`` runs one of them instead of a network:
+``classifier.kind=sklearn`` runs one of them instead of a network (each estimator a module of
+``tiedae/estimators/``; this module fits whichever ``classifier.name`` registered):
 
 - ``logreg`` on ``pixels``: multinomial logistic regression on the raw pixels;
 - ``logreg`` on ``pca``: the same on the first ``components`` principal components, fitted on
@@ -32,12 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
-from sklearn.semi_supervised import LabelSpreading
 
 from tiedae.config import ConfigError
 from tiedae.data import Splits
+from tiedae.estimators import ESTIMATORS
 
 UNLABELED = -1  # scikit-learn's mark for an unlabeled example
 
@@ -91,35 +91,25 @@ def transform(features: Features, images: np.ndarray) -> np.ndarray:
 
 
 def check_baseline_fits(classifier_cfg: DictConfig, splits: Splits) -> None:
-    """What only the data can tell, checked before anything trains: label spreading's graph
-    joins each training image to ``n_neighbors`` others, so there must be that many (that it
-    is a positive integer, ``tiedae.config.validate`` checked before)."""
-    n_train, n_neighbors = len(splits.x_train), classifier_cfg.get("n_neighbors")
-    if classifier_cfg.name == "label_spreading" and n_neighbors > n_train:
-        raise ConfigError(
-            f"classifier.n_neighbors={n_neighbors} is larger than the {n_train} training images "
-            f"of {splits.name}; use at most {n_train}"
-        )
+    """What only the data can tell, checked before anything trains (the estimator's own
+    ``check_fits``; its settings' types ``tiedae.config.validate`` checked before)."""
+    problem = ESTIMATORS[classifier_cfg.name].check_fits(
+        classifier_cfg, len(splits.x_train), splits.name
+    )
+    if problem:
+        raise ConfigError(problem)
 
 
 def candidates(value: float | Sequence[float]) -> list[float]:
     return list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
 
 
-def make_estimator(classifier_cfg: DictConfig, value: float, seed: int):
-    if classifier_cfg.name == "logreg":
-        return LogisticRegression(C=value, max_iter=classifier_cfg.max_iter, random_state=seed)
-    return LabelSpreading(
-        kernel="knn",
-        n_neighbors=classifier_cfg.n_neighbors,
-        alpha=value,
-        max_iter=classifier_cfg.max_iter,
-    )
-
-
-def fit_estimator(estimator, x_train: np.ndarray, y_train: np.ndarray, labeled: np.ndarray):
-    """Supervised estimators see the labeled rows; LabelSpreading sees all, most unlabeled."""
-    if isinstance(estimator, LabelSpreading):
+def fit_estimator(
+    estimator, transductive: bool, x_train: np.ndarray, y_train: np.ndarray, labeled: np.ndarray
+):
+    """A supervised estimator sees the labeled rows; a transductive one (LabelSpreading) all,
+    most of them unlabeled."""
+    if transductive:
         partial = np.full(len(y_train), UNLABELED)
         partial[labeled] = y_train[labeled]
         return estimator.fit(x_train, partial)
@@ -140,15 +130,19 @@ def run_baseline(
     started = time.perf_counter()
     features = fit_features(splits, classifier_cfg, seed, codes)
     x_train = transform(features, splits.x_train)
-    key = "C" if classifier_cfg.name == "logreg" else "alpha"
-    values = candidates(classifier_cfg[key])
+    kind = ESTIMATORS[classifier_cfg.name]
+    values = candidates(classifier_cfg[kind.regularization])
     if not choose:
         values = [values[len(values) // 2]]
     x_valid = transform(features, splits.x_valid) if choose else None
     best = None
     for value in values:
         estimator = fit_estimator(
-            make_estimator(classifier_cfg, value, seed), x_train, splits.y_train, labeled
+            kind.make(classifier_cfg, value, seed),
+            kind.transductive,
+            x_train,
+            splits.y_train,
+            labeled,
         )
         if not choose:
             best = (estimator, value, None)
@@ -163,7 +157,7 @@ def run_baseline(
         chosen=value,
         val_accuracy=val_accuracy,
         test=score_test(estimator, features, splits),
-        n_parameters=count_parameters(estimator, features),
+        n_parameters=count_parameters(features) + kind.n_parameters(estimator),
         seconds=time.perf_counter() - started,
     )
 
@@ -190,13 +184,9 @@ def score(
     }
 
 
-def count_parameters(estimator, features: Features) -> int:
-    """Learned numbers: PCA's components and mean (or the pretrained encoder's weights), plus
-    the linear model's (0 for LabelSpreading, whose 'model' is the training set itself)."""
+def count_parameters(features: Features) -> int:
+    """The features' learned numbers: PCA's components and mean, or the pretrained encoder's
+    weights (the estimator adds its own)."""
     if isinstance(features, Codes):
-        total = features.n_parameters
-    else:
-        total = 0 if features is None else features.components_.size + features.mean_.size
-    if isinstance(estimator, LogisticRegression):
-        total += estimator.coef_.size + estimator.intercept_.size
-    return int(total)
+        return features.n_parameters
+    return 0 if features is None else int(features.components_.size + features.mean_.size)

@@ -9,7 +9,6 @@ from tiedae import pool, protocols
 from tiedae.checks import (
     class_list,
     is_int,
-    is_number,
     one_of,
     positive_int,
     positive_number,
@@ -17,13 +16,14 @@ from tiedae.checks import (
 from tiedae.config.errors import ConfigError
 from tiedae.config.names import draws_pool, n_layers, precision_name
 from tiedae.data import DATASETS
+from tiedae.estimators import ESTIMATORS
 from tiedae.families import FAMILIES, family_name
 from tiedae.pretrainings import NONE, PRETRAININGS
 from tiedae.vocab import ACTIVATIONS, INITIALIZERS, OPTIMIZERS, n_classes
 
 CLASSIFIER_KINDS = ("keras", "sklearn")
 
-SKLEARN_ESTIMATORS = ("logreg", "label_spreading")
+SKLEARN_ESTIMATORS = ESTIMATORS.names()  # tiedae/estimators/: one module each
 
 SKLEARN_FEATURES = ("pixels", "pca", "codes")  # codes: a pretrained encoder's (its own cache)
 
@@ -191,25 +191,11 @@ def _validate_sklearn(
         )
     if codes:
         _validate_reuse(problems, classifier, model)
-    one_of(problems, "classifier.name", classifier.name, SKLEARN_ESTIMATORS)
     one_of(problems, "classifier.features", classifier.get("features"), SKLEARN_FEATURES)
     if classifier.get("features") == "pca":
         positive_int(problems, "classifier.components", classifier.get("components"))
-    if classifier.name == "label_spreading":
-        if classifier.get("features") == "pixels":
-            problems.append(
-                "classifier.features=pixels is too slow for label_spreading's neighbour graph; "
-                "allowed: pca, codes"
-            )
-        positive_int(problems, "classifier.n_neighbors", classifier.get("n_neighbors"))
-    positive_int(problems, "classifier.max_iter", classifier.get("max_iter"))
-    key = "C" if classifier.name == "logreg" else "alpha"
-    value = classifier.get(key)
-    values = list(value) if OmegaConf.is_list(value) else [value]
-    upper = 1.0 if key == "alpha" else float("inf")
-    if not values or not all(is_number(v) and 0 < v < upper for v in values):
-        allowed = "in (0, 1)" if key == "alpha" else "> 0"
-        problems.append(
-            f"classifier.{key}={value!r} must be a number {allowed} or a list of them "
-            "(the best on validation is kept)"
-        )
+    estimator = ESTIMATORS.get(classifier.name)
+    if estimator is None:
+        one_of(problems, "classifier.name", classifier.name, ESTIMATORS.names())
+    else:
+        estimator.check(problems, classifier)

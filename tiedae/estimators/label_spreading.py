@@ -1,0 +1,50 @@
+"""``classifier=label_spreading``: scikit-learn's LabelSpreading over a k-nearest-neighbour
+graph of every training image, the labeled few spreading their labels along it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from tiedae.checks import positive_int
+from tiedae.estimators import register
+from tiedae.estimators.base import Estimator
+
+
+@register("label_spreading")
+class LabelSpreadingEstimator(Estimator):
+    regularization = "alpha"  # how far the labels may change
+    upper = 1.0
+    transductive = True
+    refused_features = {
+        "pixels": "is too slow for label_spreading's neighbour graph; allowed: pca, codes"
+    }
+
+    @classmethod
+    def check(cls, problems: list[str], classifier: DictConfig) -> None:
+        super().check(problems, classifier)
+        positive_int(problems, "classifier.n_neighbors", classifier.get("n_neighbors"))
+
+    @classmethod
+    def check_fits(cls, classifier: DictConfig, n_train: int, dataset: str) -> str | None:
+        """The graph joins each training image to ``n_neighbors`` others: there must be
+        that many."""
+        n_neighbors = classifier.get("n_neighbors")
+        if n_neighbors > n_train:
+            return (
+                f"classifier.n_neighbors={n_neighbors} is larger than the {n_train} training "
+                f"images of {dataset}; use at most {n_train}"
+            )
+        return None
+
+    @classmethod
+    def make(cls, classifier: DictConfig, value: float, seed: int) -> Any:
+        from sklearn.semi_supervised import LabelSpreading
+
+        return LabelSpreading(
+            kernel="knn",
+            n_neighbors=classifier.n_neighbors,
+            alpha=value,
+            max_iter=classifier.max_iter,
+        )
