@@ -15,11 +15,13 @@ from tiedae.checks import (
 )
 from tiedae.config.errors import ConfigError
 from tiedae.config.names import draws_pool, n_layers, precision_name
+from tiedae.config.schemas import HeadSettings, LabelsSettings, RuntimeSettings
+from tiedae.config.schemas import check as check_section
 from tiedae.data import DATASETS
 from tiedae.estimators import ESTIMATORS
 from tiedae.families import FAMILIES, family_name
 from tiedae.pretrainings import NONE, PRETRAININGS
-from tiedae.vocab import ACTIVATIONS, INITIALIZERS, OPTIMIZERS, n_classes
+from tiedae.vocab import ACTIVATIONS, INITIALIZERS, n_classes
 
 CLASSIFIER_KINDS = ("keras", "sklearn")
 
@@ -41,16 +43,14 @@ def validate(cfg: DictConfig) -> None:
         positive_int(problems, "data.max_train", max_train)
     if cfg.data.get("classes") is not None:
         class_list(problems, "data.classes", cfg.data.classes, n_classes(cfg))
-    _validate_labels(problems, cfg.labels)
+    check_section(problems, "labels", cfg.labels, LabelsSettings)
     if not is_int(cfg.seed) or cfg.seed < 0:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
     _validate_model(problems, cfg.model)
     _validate_pretraining(problems, cfg)
     if not isinstance(cfg.pretrain.get("cache", True), bool):
         problems.append(f"pretrain.cache={cfg.pretrain.cache!r} must be true or false")
-    jit = cfg.runtime.get("jit", False)
-    if not (isinstance(jit, bool) or jit == "auto"):
-        problems.append(f"runtime.jit={cfg.runtime.jit!r} must be true, false or auto")
+    check_section(problems, "runtime", cfg.runtime, RuntimeSettings)
     one_of(problems, "runtime.precision", precision_name(cfg), PRECISIONS)
     flush = cfg.tracking.get("epoch_flush_seconds", 0)
     if not isinstance(flush, int | float) or isinstance(flush, bool) or flush < 0:
@@ -92,25 +92,6 @@ def _validate_pool(problems: list[str], cfg: DictConfig) -> None:
         )
 
 
-def _validate_labels(problems: list[str], labels: DictConfig) -> None:
-    count, fraction = labels.get("count"), labels.get("fraction")
-    if count is not None and fraction is not None:
-        problems.append(
-            f"labels.count={count} and labels.fraction={fraction} are both set; set one, e.g. "
-            "labels.count=null labels.fraction=0.1"
-        )
-    if fraction is not None and (
-        isinstance(fraction, bool) or not isinstance(fraction, int | float)
-        or not 0 < fraction <= 1
-    ):  # fmt: skip
-        problems.append(f"labels.fraction={fraction!r} must be in (0, 1]")
-    if count is not None and count != "all" and (not is_int(count) or count < 1):
-        problems.append(f"labels.count={count!r} must be a positive integer or 'all'")
-    allow = labels.get("allow_few_per_class", False)
-    if not isinstance(allow, bool):
-        problems.append(f"labels.allow_few_per_class={allow!r} must be true or false")
-
-
 def _validate_protocol(problems: list[str], protocol: DictConfig | None) -> None:
     problems.extend(protocols.check(protocol))
 
@@ -136,13 +117,7 @@ def _validate_model(problems: list[str], model: DictConfig) -> None:
 
 def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
     _validate_reuse(problems, classifier, model)
-    if not isinstance(classifier.get("freeze"), bool):
-        problems.append(f"classifier.freeze={classifier.get('freeze')!r} must be true or false")
-    positive_int(problems, "classifier.epochs", classifier.epochs)
-    positive_int(problems, "classifier.patience", classifier.patience)
-    positive_int(problems, "classifier.batch_size", classifier.batch_size)
-    positive_number(problems, "classifier.learning_rate", classifier.learning_rate)
-    one_of(problems, "classifier.optimizer", classifier.optimizer, OPTIMIZERS)
+    check_section(problems, "classifier", classifier, HeadSettings)
     _validate_schedule(problems, classifier)
 
 

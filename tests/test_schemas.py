@@ -1,0 +1,103 @@
+"""Typed schemas (tiedae/config/schemas.py): a section's settings declared once, with their types
+and ranges; the checker turns them into ``validate``'s one-line messages, and the yaml files
+agree with them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+from conftest import make_config
+from omegaconf import OmegaConf
+
+from tiedae.config import CONFIG_DIR, ConfigError, validate
+from tiedae.config.schemas import (
+    HeadSettings,
+    LabelsSettings,
+    RuntimeSettings,
+    check,
+    read,
+    setting,
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A schema defined here alone: every kind of field the checker reads."""
+
+    steps: int = setting(minimum=1)  # required
+    rate: float = setting(0.1, positive=True, maximum=1.0)
+    mode: Literal["fast", "slow"] = setting("fast")
+    width: int | None = setting(None, minimum=0, means="null: as wide as the input")
+    named: str = setting("a", allowed=("a", "b"))
+    on: bool = setting(False)
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"steps": 3}, []),
+        ({"steps": 3, "rate": 1.0, "mode": "slow", "width": 0, "named": "b", "on": True}, []),
+        ({}, ["x.steps is missing; set x.steps=..."]),
+        ({"steps": 0}, ["x.steps=0 must be a positive integer"]),
+        ({"steps": 2.5}, ["x.steps=2.5 must be a positive integer"]),
+        ({"steps": True}, ["x.steps=True must be a positive integer"]),
+        ({"steps": 1, "rate": 0}, ["x.rate=0 must be a number in (0, 1]"]),
+        ({"steps": 1, "rate": 1.5}, ["x.rate=1.5 must be a number in (0, 1]"]),
+        ({"steps": 1, "mode": "medium"}, ["x.mode='medium' is unknown; allowed: fast, slow"]),
+        ({"steps": 1, "width": -1},
+         ["x.width=-1 must be an integer >= 0 or null (null: as wide as the input)"]),
+        ({"steps": 1, "named": "c"}, ["x.named='c' is unknown; allowed: a, b"]),
+        ({"steps": 1, "on": "yes"}, ["x.on='yes' must be true or false"]),
+        ({"steps": -1, "on": 1}, ["x.steps=-1 must be a positive integer",
+                                  "x.on=1 must be true or false"]),
+    ],
+)  # fmt: skip
+def test_the_checker_says_what_each_field_refuses(section, expected):
+    problems: list[str] = []
+    check(problems, "x", section, Example)
+    assert problems == expected
+
+
+def test_read_gives_the_typed_read_only_section():
+    example = read({"steps": 4, "mode": "slow", "other": 1}, Example)
+    assert example == Example(steps=4, mode="slow")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        example.steps = 5
+
+
+def test_runtime_yaml_and_its_schema_declare_the_same_settings_and_defaults():
+    yaml = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "runtime" / "default.yaml"))
+    assert read(yaml, RuntimeSettings) == RuntimeSettings()
+    assert set(yaml) == {field.name for field in dataclasses.fields(RuntimeSettings)}
+
+
+def test_every_classifier_head_and_the_labels_read_as_their_schemas():
+    for head in ("frozen", "finetune", "gradual"):
+        cfg = make_config(f"classifier={head}")
+        problems: list[str] = []
+        check(problems, "classifier", cfg.classifier, HeadSettings)
+        assert problems == []
+        assert read(cfg.classifier, HeadSettings).freeze is (head == "frozen")
+    assert read(make_config().labels, LabelsSettings).count == 500
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("runtime.threads=-1", "runtime.threads=-1 must be an integer >= 0 (0: TensorFlow's"),
+        ("runtime.verbose=3", "runtime.verbose=3 is unknown; allowed: auto, 0, 1, 2"),
+        ("runtime.deterministic=maybe", "runtime.deterministic='maybe' must be true or false"),
+        ("runtime.checkpoint_every=-5", "runtime.checkpoint_every=-5 must be an integer >= 0"),
+        ("runtime.steps_per_execution=0", "runtime.steps_per_execution=0 must be a positive"),
+        ("runtime.jit=sometimes", "runtime.jit='sometimes' must be true, false or auto"),
+        ("classifier.optimizer=lbfgs", "classifier.optimizer='lbfgs' is unknown; allowed: sgd"),
+    ],
+)
+def test_a_bad_runtime_or_head_setting_stops_with_one_line(override, expected):
+    with pytest.raises(ConfigError) as error:
+        validate(make_config(override))
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
