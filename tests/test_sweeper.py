@@ -17,7 +17,14 @@ from omegaconf import OmegaConf
 from tiedae import loader
 from tiedae.config import CONFIG_DIR, ConfigError
 from tiedae.loader import ReusingConfigLoader
-from tiedae.schedule import check_job, order_jobs, pretraining_first, pretraining_key
+from tiedae.schedule import (
+    check_job,
+    first_of_each,
+    job_key,
+    order_jobs,
+    pretraining_first,
+    pretraining_key,
+)
 
 SEARCH_PATH = create_config_search_path(str(CONFIG_DIR))
 JOBS = [
@@ -79,6 +86,31 @@ def test_the_smoke_grid_starts_with_its_four_pretrainings():
     ordered = order_jobs(list(range(len(grid))), keys, "pretraining_first")
     assert len({keys[i] for i in ordered[:4]}) == 4
     assert ordered[:4] == [0, 4, 8, 12] and sorted(ordered) == list(range(len(grid)))
+
+
+def test_jobs_whose_settings_repeat_are_one_job():
+    hydra = ConfigLoaderImpl(SEARCH_PATH)
+    grid = [[f"seed={s}", f"method={m}", f"unlabeled.size={n}", "experiment=sweep_smoke"]
+            for s in (1, 2) for m in ("scratch", "tied_frozen") for n in (100, 200)]  # fmt: skip
+    tasks = [check_job(hydra.load_configuration("config", job, RunMode.RUN), job) for job in grid]
+    kept = first_of_each([job_key(task) for task in tasks])
+    # scratch reads no pool: one job per seed; the autoencoder reads it: one per size
+    assert [grid[i][1:3] for i in kept] == [
+        ["method=scratch", "unlabeled.size=100"],
+        ["method=tied_frozen", "unlabeled.size=100"],
+        ["method=tied_frozen", "unlabeled.size=200"],
+    ] * 2
+    assert first_of_each(["a", "b", "a", "c", "b"]) == [0, 1, 3]
+
+
+def test_a_sweep_launches_a_repeated_job_once_and_counts_it_once(tmp_path):
+    sweep = ["experiment=sweep_smoke", "seed=1", "method=scratch", "labels.count=50",
+             "unlabeled.size=100,200,300", "hydra/launcher=basic"]  # fmt: skip
+    result = run_cli(*sweep, *store_overrides(tmp_path))
+    assert "2 of the grid's jobs repeat another job's settings" in result.stdout, result.stdout
+    assert "1/1 jobs (1 done, 0 skipped, 0 failed, 0 running)" in result.stdout, result.stdout
+    jobs = find_runs(store_tracker(tmp_path), "tags.`tiedae.role` = 'job'")
+    assert [run.info.status for run in jobs] == ["FINISHED"]
 
 
 def test_a_bad_value_in_a_later_job_stops_the_sweep_before_any_job(tmp_path):

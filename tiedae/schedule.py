@@ -27,6 +27,7 @@ from tiedae.config import (
     check_choices,
     is_pretrained,
     pretrain_settings,
+    run_settings,
     settings_key,
     validate,
 )
@@ -57,6 +58,24 @@ def pretraining_key(cfg: DictConfig) -> str | None:
     """The pretraining cache key a job (its task config) loads or trains (``None``: it
     pretrains nothing)."""
     return settings_key(pretrain_settings(cfg)) if is_pretrained(cfg) else None
+
+
+def job_key(cfg: DictConfig) -> str:
+    """The settings a job's result depends on, as a key: two jobs with the same one are the
+    same job (a sweep over ``unlabeled.size`` repeats ``method=scratch``, which reads no
+    pool). Data and code are the sweep's own, the same for every job."""
+    return settings_key(run_settings(cfg))
+
+
+def first_of_each(keys: Sequence[Hashable]) -> list[int]:
+    """The positions of each key's first occurrence, in order."""
+    seen: set[Hashable] = set()
+    kept = []
+    for position, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            kept.append(position)
+    return kept
 
 
 def order_jobs(jobs: Sequence[T], keys: Sequence[Hashable | None], order: str) -> list[T]:

@@ -147,6 +147,23 @@ def child_processes() -> list[int]:
     return children
 
 
+_LINES: list[Progress] = []  # the progress line of this process's sweep, while it runs
+
+
+def note_repeated_jobs(count: int) -> None:
+    """The sweeper launches ``count`` jobs of the grid fewer (they repeat another job's
+    settings): say so, and count the sweep's jobs without them."""
+    if count <= 0:
+        return
+    log.info(
+        "%d of the grid's jobs repeat another job's settings (a setting they do not read "
+        "varies): each runs once", count
+    )  # fmt: skip
+    for line in _LINES:
+        if line.total is not None:
+            line.total -= count
+
+
 def sweep_size(config: DictConfig) -> int | None:
     """How many jobs Hydra's basic sweeper makes: the product of the swept values' counts,
     the sweeper's ``params`` overridden by the command line's. None if it cannot tell."""
@@ -193,12 +210,15 @@ class Progress:
         self._thread = threading.Thread(target=self._run, name="sweep-progress", daemon=True)
 
     def start(self) -> None:
+        _LINES.append(self)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop polling and print the final line."""
         self._stop.set()
         self._thread.join(timeout=30)
+        if self in _LINES:
+            _LINES.remove(self)
         self.show(self.read(), final=True)
 
     def _run(self) -> None:

@@ -2,7 +2,9 @@
 same grid, ``hydra.sweeper.params``, and batches), plus four things for tiedae's sweeps:
 
 - every job's config is composed and checked (``tiedae.schedule.check_job``) before any job
-  trains, so a bad value in the 90th job stops the sweep in a second with one line;
+  trains, so a bad value in the 90th job stops the sweep in a second with one line; a job
+  whose settings repeat an earlier one's (``method=scratch`` in a sweep over the unlabeled
+  pool, which it does not read) is launched once, and the progress line counts it once;
 - the jobs run in ``hydra.sweeper.order``: ``pretraining_first`` (default) starts one job per
   pretraining first, so parallel workers never wait on each other's pretraining; ``grid`` keeps
   Hydra's order;
@@ -62,13 +64,23 @@ class TiedaeSweeper(BasicSweeper):
     def get_job_batch(self) -> Sequence[Sequence[str]]:
         """The next batch, each job composed and checked, in ``self.order``."""
         from tiedae.cli import USER_ERRORS, exit_with_error
-        from tiedae.schedule import order_jobs, pretraining_key, warm_joblib_workers
+        from tiedae.schedule import (
+            first_of_each,
+            job_key,
+            order_jobs,
+            pretraining_key,
+            warm_joblib_workers,
+        )
+        from tiedae.sweep import note_repeated_jobs
 
         batch = super().get_job_batch()
         warming = warm_joblib_workers(self.launcher)  # while the jobs are checked
         try:
-            keys = [pretraining_key(self._checked(job)) for job in batch]
-            return order_jobs(batch, keys, self.order)
+            configs = [self._checked(job) for job in batch]
+            kept = first_of_each([job_key(cfg) for cfg in configs])
+            note_repeated_jobs(len(batch) - len(kept))
+            keys = [pretraining_key(configs[i]) for i in kept]
+            return order_jobs([batch[i] for i in kept], keys, self.order)
         except USER_ERRORS as error:
             exit_with_error(error)
         finally:
