@@ -186,3 +186,31 @@ def test_every_table_says_what_its_seeds_can_detect():
         assert f"{n} labels: {expected:.1f} points (5 seeds)" in note
         assert 2.0 < expected < 10.0  # a 2-point spread per method: ~2.8 per difference
     assert stats.power_note(stats.compare(tidy[tidy["method"] == "ladder"], baselines=set())) == ""
+
+
+def test_a_table_along_mismatch_says_where_each_method_stops_beating_scratch():
+    from tiedae.report.axes import AXES
+
+    gains = {
+        "steady": (0.05, 0.05, 0.05),
+        "fading": (0.06, 0.03, -0.02),
+        "never": (-0.01, -0.02, -0.03),
+    }
+    rng = np.random.default_rng(2)
+    rows = [
+        {"method": m, "n_labels": share, "seed": s,
+         "accuracy": 0.7 + (gains[m][i] if m in gains else 0.0) + rng.normal(0, 0.002)}
+        for m in ("scratch", *gains) for i, share in enumerate((0.0, 0.5, 1.0))
+        for s in range(1, 6)
+    ]  # fmt: skip
+    note = stats.crossover_note(stats.compare(pd.DataFrame(rows)), AXES["mismatch"])
+    assert (
+        "`steady`: ahead at every value; significant gain at mismatch 0, mismatch 0.5, "
+        "mismatch 1" in note
+    )
+    assert (
+        "`fading`: ahead up to mismatch 0.5, not at mismatch 1; significant gain at "
+        "mismatch 0, mismatch 0.5;" in note
+    )
+    assert "`never`: not ahead from the first (mismatch 0); significant gain at none" in note
+    assert stats.crossover_note(stats.compare(pd.DataFrame(rows)), stats.LABELS) == ""

@@ -118,6 +118,42 @@ def power_note(
     )
 
 
+def crossover_note(comparisons: pd.DataFrame, axis: Axis) -> str:
+    """One line for a table along another axis than labels (pool size, mismatch): per method,
+    where along it its mean gain over scratch stops being positive, and where the gain is
+    significant (Holm, as the marks). The answer to "from which mismatch does it stop
+    beating scratch?" without reading the table cell by cell."""
+    if axis == LABELS:
+        return ""
+    against = comparisons[comparisons["against"] == "scratch"]
+    if against.empty:
+        return ""
+    several = against["protocol"].nunique() > 1
+    parts = []
+    for (protocol, method), rows in against.groupby(["protocol", "method"], sort=False):
+        rows = rows.sort_values("n_labels")
+        ahead = rows["mean_diff"] > 0
+        if ahead.all():
+            where = "ahead at every value"
+        elif not ahead.iloc[0]:
+            where = f"not ahead from the first ({axis.column(rows['n_labels'].iloc[0])})"
+        else:
+            first_behind = int(np.argmin(ahead.to_numpy()))  # the first value not ahead
+            values = rows["n_labels"].to_numpy()
+            where = (
+                f"ahead up to {axis.column(values[first_behind - 1])}, "
+                f"not at {axis.column(values[first_behind])}"
+            )
+        gains = rows.loc[rows["significant"] & ahead, "n_labels"]
+        significant = ", ".join(axis.column(v) for v in gains) if len(gains) else "none"
+        name = f"{method} [{protocol}]" if several else method
+        parts.append(f"`{name}`: {where}; significant gain at {significant}")
+    return (
+        f"Against scratch along {axis.title}: {'; '.join(parts)} (mean gain over the paired "
+        "seeds; significant: Holm-adjusted paired t, as the table's marks)."
+    )
+
+
 def holm(pvalues: Iterable[float]) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (NaN stay NaN and do not count in the family)."""
     p = np.asarray(list(pvalues), dtype=float)
@@ -379,4 +415,5 @@ def write_statistics(
     return {
         "csv": csv, "png": png, "md": to_markdown(cells, axis), "tex": to_latex(cells, axis),
         "power": power_note(comparisons, axis=axis),
+        "crossover": crossover_note(comparisons, axis),
     }  # fmt: skip

@@ -83,7 +83,8 @@ def write_report(
     protocols = stats.compare_protocols(kept.assign(method=kept["row"]))
     kept = kept.assign(row=tidy["row"])
     notes = [
-        str(marked["power"]), uneven_seed_notes(kept, axis=axis), stats.protocol_notes(protocols),
+        str(marked["power"]), str(marked["crossover"]), uneven_seed_notes(kept, axis=axis),
+        stats.protocol_notes(protocols),
         comparison_notes(summary, pairs, axis),
     ]  # fmt: skip
     body = marked["md"] if len(table) else to_markdown(table, axis)
