@@ -109,6 +109,7 @@ def test_a_sweep_launches_a_repeated_job_once_and_counts_it_once(tmp_path):
     result = run_cli(*sweep, *store_overrides(tmp_path))
     assert "2 of the grid's jobs repeat another job's settings" in result.stdout, result.stdout
     assert "1/1 jobs (1 done, 0 skipped, 0 failed, 0 running)" in result.stdout, result.stdout
+    assert "#0 : " not in result.stdout + result.stderr  # the launcher's job list: not shown
     jobs = find_runs(store_tracker(tmp_path), "tags.`tiedae.role` = 'job'")
     assert [run.info.status for run in jobs] == ["FINISHED"]
 

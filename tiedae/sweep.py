@@ -21,6 +21,34 @@ from omegaconf import DictConfig
 log = logging.getLogger("tiedae")
 
 
+LAUNCHER_LOGGERS = (  # they list every job of a sweep at INFO: 125 lines for `make sweep`
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher._core",
+    "hydra_plugins.hydra_ray_launcher._core",
+)
+
+
+class JobListing(logging.Filter):
+    """Drops the launchers' job-by-job listing (``\t#12 : seed=1 method=...``) and joblib's
+    settings line from the terminal: the progress line counts the jobs, and each job's
+    overrides are in its folder (``.hydra/overrides.yaml``) and on its run. ``hydra.verbose``
+    (``hydra.verbose=true`` on the command line) keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (message.startswith("\t#") or message.startswith("Joblib.Parallel("))
+
+
+def quiet_launchers(verbose: Any) -> None:
+    """Attach :class:`JobListing` to the launchers' loggers unless Hydra is verbose."""
+    if verbose:
+        return
+    for name in LAUNCHER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, JobListing) for f in logger.filters):
+            logger.addFilter(JobListing())
+
+
 class SweepParentCallback(Callback):
     """At multirun start: mark runs of dead processes KILLED, open the sweep's parent run.
 
@@ -49,6 +77,7 @@ class SweepParentCallback(Callback):
         self.__init__()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        quiet_launchers(config.hydra.get("verbose"))
         name = config.get("sweep", {}).get("name")
         if not name:
             return
