@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 from tiedae import pipeline
 from tiedae.data import load_digits_splits, stratified_subset
-from tiedae.protocols import budget_split, labeled_view, pretraining_view
+from tiedae.protocols import labeled_view, pretraining_view
+from tiedae.protocols.budget import budget_split
 
 BUDGET = OmegaConf.create(
     {"name": "budget", "valid_fraction": 0.2, "fixed_epochs": 3, "pretrain_holdout": 0.05}

@@ -22,12 +22,11 @@ register = PROTOCOLS.register
 import_modules(__name__, __path__)  # noqa: E402 — each module registers itself
 
 from tiedae.protocols.base import LabeledView, Protocol  # noqa: E402
-from tiedae.protocols.budget import budget_split, can_split  # noqa: E402
 
 DEFAULT = "oracle"  # a config without a protocol section
 
 __all__ = [
-    "PROTOCOLS", "DEFAULT", "LabeledView", "Protocol", "budget_split", "can_split", "check",
+    "PROTOCOLS", "DEFAULT", "LabeledView", "Protocol", "check",
     "labeled_view", "name_of", "pretraining_holdout", "pretraining_view", "protocol_of",
     "register",
 ]  # fmt: skip
