@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from tiedae.data import DataError, stratified_subset
+from tiedae.schema import check as check_section
+from tiedae.schema import setting
 
 
 class PoolError(DataError):
@@ -26,10 +28,10 @@ class PoolError(DataError):
 
 @dataclass(frozen=True)
 class PoolSettings:
-    size: int | float | None = None
-    mismatch: float = 0.0
-    outside_classes: tuple[int, ...] | None = None
-    include_labeled: bool = True
+    size: int | float | None = setting(None, own_rule=True)  # a range by kind: check() below
+    mismatch: float = setting(0.0, minimum=0.0, maximum=1.0, says="a share in [0, 1]")
+    outside_classes: tuple[int, ...] | None = setting(None, own_rule=True)  # ids: check()
+    include_labeled: bool = setting(True)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> PoolSettings:
@@ -68,12 +70,7 @@ def check(
         problems.append(
             f"unlabeled.size={size!r} must be null (all), a count >= 1, or a fraction in (0, 1]"
         )
-    if not _number(mismatch) or not 0 <= mismatch <= 1:
-        problems.append(f"unlabeled.mismatch={mismatch!r} must be a share in [0, 1]")
-    if not isinstance(section.get("include_labeled", True), bool):
-        problems.append(
-            f"unlabeled.include_labeled={section.get('include_labeled')!r} must be true or false"
-        )
+    check_section(problems, "unlabeled", section, PoolSettings)  # mismatch, include_labeled
     outside = section.get("outside_classes")
     if outside is not None:
         ids = (
