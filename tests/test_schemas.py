@@ -101,3 +101,43 @@ def test_a_bad_runtime_or_head_setting_stops_with_one_line(override, expected):
         validate(make_config(override))
     assert expected in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_the_objectives_yaml_and_their_schemas_declare_the_same_defaults():
+    """``_common.yaml`` is ObjectiveSettings; an objective's own yaml sets its own fields
+    (those its settings add to ObjectiveSettings) to their schema defaults."""
+    from tiedae.objectives import OBJECTIVES
+    from tiedae.objectives.base import ObjectiveSettings
+
+    folder = CONFIG_DIR / "objective"
+    common = OmegaConf.to_container(OmegaConf.load(folder / "_common.yaml"))
+    assert read(common, ObjectiveSettings) == ObjectiveSettings()
+    shared = {field.name for field in dataclasses.fields(ObjectiveSettings)}
+    typed = 0
+    for path in folder.glob("[!_]*.yaml"):
+        yaml = OmegaConf.to_container(OmegaConf.load(path))
+        objective = OBJECTIVES.get(yaml.get("name"))
+        if objective is None:  # objective=none; vat_entmin: vat's yaml and a penalty
+            continue
+        own = [f for f in dataclasses.fields(objective.settings) if f.name not in shared]
+        for field in own:
+            assert yaml[field.name] == field.default, (path.name, field.name)
+        typed += bool(own)
+    assert typed >= 2  # entropy and vat so far
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("objective.epsilon=0", "objective.epsilon=0 must be a number > 0"),
+        ("objective.power_iterations=0", "objective.power_iterations=0 must be a positive integer"),
+        ("objective.lr_decay_start=1", "objective.lr_decay_start=1 must be null or in [0, 1)"),
+        ("objective.monitor=loss", "objective.monitor='loss' is unknown; allowed: val_accuracy"),
+    ],
+)
+def test_an_objective_setting_is_checked_by_its_schema(override, expected):
+    from tiedae.objectives import check_objective
+
+    with pytest.raises(ConfigError) as error:
+        check_objective(make_config("method=vat", override))
+    assert expected in str(error.value)

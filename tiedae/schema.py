@@ -28,18 +28,20 @@ def setting(
     minimum: float | None = None,
     positive: bool = False,
     maximum: float | None = None,
+    below: float | None = None,
     allowed: tuple[Any, ...] | None = None,
     means: str = "",
     says: str = "",
     own_rule: bool = False,
 ) -> Any:
     """A field of a schema: its default, its range (``minimum``, ``positive``: > 0,
-    ``maximum``: <=), the allowed values when they are computed (a registry's names), and what
-    the value means where the type alone does not say (shown in the message); ``says``: the
-    message's "must be ..." in full, where the words built from the type would read worse;
+    ``maximum``: <=, ``below``: <), the allowed values when they are computed (a registry's
+    names), and what the value means where the type alone does not say (shown in the
+    message); ``says``: the message's "must be ..." in full, where the words built from the
+    type would read worse;
     ``own_rule``: the schema's code checks the value (a range that depends on its kind)."""
     rules = {"minimum": minimum, "positive": positive, "maximum": maximum,
-             "allowed": allowed, "means": means, "says": says,
+             "below": below, "allowed": allowed, "means": means, "says": says,
              "own_rule": own_rule}  # fmt: skip
     return field(default=default, metadata=rules)
 
@@ -110,6 +112,7 @@ def _in_range(value: float, rules: Mapping[str, Any]) -> bool:
         (low is None or value >= low)
         and (not rules.get("positive") or value > 0)
         and (high is None or value <= high)
+        and (rules.get("below") is None or value < rules["below"])
     )
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import keras
 import numpy as np
@@ -29,6 +30,8 @@ from tiedae.models import (
     softmax_head,
 )
 from tiedae.objectives.penalties import PENALTIES
+from tiedae.schema import check as check_section
+from tiedae.schema import setting
 from tiedae.training import (
     EpochCallback,
     FitSettings,
@@ -159,6 +162,25 @@ def check_objective(cfg: DictConfig) -> None:
 # --- the objective ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """What every objective reads (``conf/objective/_common.yaml``); an objective's own
+    hyperparameters extend it (``class VATSettings(ObjectiveSettings)``) as its ``settings``."""
+
+    labeled_batch_size: int = setting(100, minimum=1)
+    unlabeled_batch_size: int = setting(100, minimum=1)
+    steps_per_epoch: int | None = setting(None, minimum=1, means="null: one pass over the pool")
+    input_noise: float = setting(0.3, minimum=0.0)
+    hidden_noise: float = setting(0.3, minimum=0.0)
+    monitor: Literal["val_accuracy", "val_loss"] = setting("val_accuracy")
+    lr_decay_start: float | None = setting(None, minimum=0.0, below=1.0, says="null or in [0, 1)")
+    epochs: int | None = setting(None, minimum=1, means="null: the classifier's")
+    patience: int | None = setting(None, minimum=1, means="null: the classifier's")
+    penalty: str = setting("none", allowed=("none", *PENALTIES))
+    penalty_weight: float = setting(1.0, minimum=0.0)
+    labeled_batches: Literal["cycle", "concatenated"] = setting("concatenated")
+
+
 class Objective:
     """One semi-supervised method: its networks, its losses, its per-step updates.
 
@@ -176,6 +198,7 @@ class Objective:
 
     name: ClassVar[str] = ""
     loss_names: tuple[str, ...] = ("loss", "labeled_loss")
+    settings: ClassVar[type] = ObjectiveSettings  # its hyperparameters, typed
 
     def __init__(
         self, section: DictConfig, input_shape: Sequence[int], n_classes: int,
@@ -199,24 +222,10 @@ class Objective:
 
     @classmethod
     def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
+        """The problems with the section's values, one line each: its ``settings`` schema's
+        (types and ranges), then what an objective adds by overriding this."""
         problems: list[str] = []
-        positive_int(problems, "labeled_batch_size", section.get("labeled_batch_size"))
-        positive_int(problems, "unlabeled_batch_size", section.get("unlabeled_batch_size"))
-        if section.get("steps_per_epoch") is not None:
-            positive_int(problems, "steps_per_epoch", section.steps_per_epoch)
-        for key in ("epochs", "patience"):
-            if section.get(key) is not None:
-                positive_int(problems, key, section.get(key))
-        non_negative(problems, "input_noise", section.get("input_noise"))
-        non_negative(problems, "hidden_noise", section.get("hidden_noise"))
-        one_of(problems, "monitor", section.get("monitor"), MONITORS)
-        one_of(problems, "penalty", section.get("penalty", "none"), ("none", *PENALTIES))
-        non_negative(problems, "penalty_weight", section.get("penalty_weight", 0.0))
-        start = section.get("lr_decay_start")
-        if start is not None and (not checks.is_number(start) or not 0 <= start < 1):
-            problems.append(f"objective.lr_decay_start={start!r} must be null or in [0, 1)")
-        one_of(problems, "labeled_batches", section.get("labeled_batches", "concatenated"),
-               LABELED_BATCHES)  # fmt: skip
+        check_section(problems, "objective", section, cls.settings)
         return problems
 
     # networks ----------------------------------------------------------------------------

@@ -3,11 +3,25 @@ unlabeled images, pushing the decision boundary away from the data."""
 
 from __future__ import annotations
 
-import tensorflow as tf
-from omegaconf import DictConfig
+from dataclasses import dataclass
 
-from tiedae.objectives.base import Batch, Objective, non_negative, register, supervised_loss
+import tensorflow as tf
+
+from tiedae.objectives.base import (
+    Batch,
+    Objective,
+    ObjectiveSettings,
+    register,
+    supervised_loss,
+)
 from tiedae.objectives.penalties import entropy
+from tiedae.schema import setting
+
+
+@dataclass(frozen=True)
+class EntropySettings(ObjectiveSettings):
+    weight: float = setting(1.0, minimum=0.0)  # λ of the unlabeled term
+    ramp_up_epochs: float = setting(0.0, minimum=0.0)  # λ reaches its value after these
 
 
 @register("entropy")
@@ -17,12 +31,7 @@ class Entropy(Objective):
     loss_names = ("loss", "labeled_loss", "unlabeled_loss")
     unlabeled_loss = staticmethod(entropy)
 
-    @classmethod
-    def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
-        problems = super().check(section, cfg)
-        non_negative(problems, "weight", section.get("weight"))
-        non_negative(problems, "ramp_up_epochs", section.get("ramp_up_epochs"))
-        return problems
+    settings = EntropySettings
 
     def train_step(self, labeled: Batch, unlabeled: tf.Tensor) -> dict[str, tf.Tensor]:
         x, y = labeled

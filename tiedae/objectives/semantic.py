@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tiedae.objectives.base import register
-from tiedae.objectives.entropy import Entropy
+from tiedae.objectives.entropy import Entropy, EntropySettings
 from tiedae.objectives.penalties import exactly_one_class
+from tiedae.schema import setting
+
+
+@dataclass(frozen=True)
+class SemanticSettings(EntropySettings):
+    weight: float = setting(0.5, minimum=0.0)  # λ (conf/objective/semantic.yaml's)
 
 
 @register("semantic")
@@ -13,3 +21,4 @@ class Semantic(Entropy):
     """Hyperparameters: ``weight`` (λ) and ``ramp_up_epochs``, as entropy minimisation."""
 
     unlabeled_loss = staticmethod(exactly_one_class)
+    settings = SemanticSettings

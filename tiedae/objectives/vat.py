@@ -36,26 +36,20 @@ reference's are 2.5-10 on whitened SVHN/CIFAR-10.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
-from omegaconf import DictConfig
 
 from tiedae.models import encoder_dense_layers
 from tiedae.objectives.base import (
     Batch,
     Objective,
-    non_negative,
-    positive_int,
+    ObjectiveSettings,
     register,
     supervised_loss,
 )
-
-
-def positive(problems: list[str], key: str, value: Any) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        problems.append(f"objective.{key}={value!r} must be a number > 0")
+from tiedae.schema import setting
 
 
 def normalized(d: tf.Tensor) -> tf.Tensor:
@@ -71,6 +65,14 @@ def kl_with_logits(q_logits: tf.Tensor, p_logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.reduce_sum(q * log_ratio, axis=-1))
 
 
+@dataclass(frozen=True)
+class VATSettings(ObjectiveSettings):
+    epsilon: float = setting(5.0, positive=True, says="a number > 0")  # ‖r_adv‖ per image
+    xi: float = setting(1e-6, positive=True, says="a number > 0")  # the finite difference
+    power_iterations: int = setting(1, minimum=1)
+    weight: float = setting(1.0, minimum=0.0)  # α of the VAT loss
+
+
 @register("vat")
 class VirtualAdversarial(Objective):
     """Hyperparameters: ``epsilon`` (ε > 0, the perturbation's norm per image), ``xi`` (ξ > 0,
@@ -78,14 +80,7 @@ class VirtualAdversarial(Objective):
 
     loss_names = ("loss", "labeled_loss", "vat_loss")
 
-    @classmethod
-    def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
-        problems = super().check(section, cfg)
-        positive(problems, "epsilon", section.get("epsilon"))
-        positive(problems, "xi", section.get("xi"))
-        positive_int(problems, "power_iterations", section.get("power_iterations"))
-        non_negative(problems, "weight", section.get("weight"))
-        return problems
+    settings = VATSettings
 
     def logits(self, x: tf.Tensor) -> tf.Tensor:
         """The classifier's logits (the head before its softmax), without noise, in float32
