@@ -4,21 +4,31 @@ batch plus ``weight`` x the reconstruction loss of the unlabeled batch."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
-from omegaconf import DictConfig
 
 from tiedae.models import build_decoder
 from tiedae.objectives.base import (
     Batch,
     Objective,
-    boolean,
-    non_negative,
+    ObjectiveSettings,
     register,
     supervised_loss,
 )
+from tiedae.schema import setting
 
 RECONSTRUCTIONS = ("binary_crossentropy", "mse")
+
+
+@dataclass(frozen=True)
+class JointSettings(ObjectiveSettings):
+    tied: bool = setting(
+        True
+    )  # the decoder's kernels: the encoder's transposed (joint_untied: false)
+    weight: float = setting(1.0, minimum=0.0)  # λ of the reconstruction term
+    reconstruction: str = setting("binary_crossentropy", allowed=RECONSTRUCTIONS)
 
 
 @register("joint")
@@ -28,17 +38,7 @@ class Joint(Objective):
 
     loss_names = ("loss", "labeled_loss", "reconstruction")
 
-    @classmethod
-    def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
-        problems = super().check(section, cfg)
-        boolean(problems, "tied", section.get("tied"))
-        non_negative(problems, "weight", section.get("weight"))
-        if section.get("reconstruction") not in RECONSTRUCTIONS:
-            problems.append(
-                f"objective.reconstruction={section.get('reconstruction')!r} is unknown; "
-                f"allowed: {', '.join(RECONSTRUCTIONS)}"
-            )
-        return problems
+    settings = JointSettings
 
     def build(self) -> keras.Model:
         classifier = super().build()

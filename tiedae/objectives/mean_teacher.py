@@ -5,11 +5,20 @@ ramped-up weight. The teacher is the classifier evaluated and kept."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
-from omegaconf import DictConfig
 
-from tiedae.objectives.base import Batch, Objective, non_negative, register, supervised_loss
+from tiedae.objectives.base import Batch, Objective, ObjectiveSettings, register, supervised_loss
+from tiedae.schema import setting
+
+
+@dataclass(frozen=True)
+class MeanTeacherSettings(ObjectiveSettings):
+    ema_decay: float = setting(0.99, minimum=0.0, below=1.0, says="in [0, 1)")
+    weight: float = setting(10.0, minimum=0.0)
+    ramp_up_epochs: float = setting(5, minimum=0.0)
 
 
 @register("mean_teacher")
@@ -19,15 +28,7 @@ class MeanTeacher(Objective):
 
     loss_names = ("loss", "labeled_loss", "consistency")
 
-    @classmethod
-    def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
-        problems = super().check(section, cfg)
-        decay = section.get("ema_decay")
-        if not isinstance(decay, float | int) or isinstance(decay, bool) or not 0 <= decay < 1:
-            problems.append(f"objective.ema_decay={decay!r} must be in [0, 1)")
-        non_negative(problems, "weight", section.get("weight"))
-        non_negative(problems, "ramp_up_epochs", section.get("ramp_up_epochs"))
-        return problems
+    settings = MeanTeacherSettings
 
     def build(self) -> keras.Model:
         student = super().build()

@@ -3,11 +3,13 @@ become their targets; the unlabeled term's weight ramps up from 0."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
-from omegaconf import DictConfig
 
-from tiedae.objectives.base import Batch, Objective, non_negative, register, supervised_loss
+from tiedae.objectives.base import Batch, Objective, ObjectiveSettings, register, supervised_loss
+from tiedae.schema import setting
 
 
 def pseudo_labels(probabilities: tf.Tensor, threshold: float) -> tuple[tf.Tensor, tf.Tensor]:
@@ -17,6 +19,13 @@ def pseudo_labels(probabilities: tf.Tensor, threshold: float) -> tuple[tf.Tensor
     return labels, confident
 
 
+@dataclass(frozen=True)
+class PseudoLabelSettings(ObjectiveSettings):
+    threshold: float = setting(0.95, positive=True, maximum=1.0, says="in (0, 1]")
+    weight: float = setting(1.0, minimum=0.0)
+    ramp_up_epochs: float = setting(5, minimum=0.0)
+
+
 @register("pseudo_label")
 class PseudoLabel(Objective):
     """Hyperparameters: ``threshold`` in (0, 1] (confidence a pseudo-label needs), ``weight``
@@ -24,19 +33,7 @@ class PseudoLabel(Objective):
 
     loss_names = ("loss", "labeled_loss", "pseudo_loss", "confident")
 
-    @classmethod
-    def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
-        problems = super().check(section, cfg)
-        threshold = section.get("threshold")
-        if (
-            not isinstance(threshold, float | int)
-            or isinstance(threshold, bool)
-            or not (0 < threshold <= 1)
-        ):
-            problems.append(f"objective.threshold={threshold!r} must be in (0, 1]")
-        non_negative(problems, "weight", section.get("weight"))
-        non_negative(problems, "ramp_up_epochs", section.get("ramp_up_epochs"))
-        return problems
+    settings = PseudoLabelSettings
 
     def train_step(self, labeled: Batch, unlabeled: tf.Tensor) -> dict[str, tf.Tensor]:
         x, y = labeled
