@@ -133,4 +133,4 @@ def test_the_objectives_yaml_and_their_schemas_declare_the_same_defaults():
         for field in own:
             assert yaml[field.name] == field.default, (path.name, field.name)
         typed += bool(own)
-    assert typed >= 5  # entropy, semantic, pseudo_label, mean_teacher, vat
+    assert typed >= 6  # entropy, semantic, pseudo_label, mean_teacher, vat, gamma

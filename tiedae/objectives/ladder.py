@@ -24,6 +24,7 @@ the cross-entropy of the corrupted labeled outputs + Σ_l λ_l · mean squared e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -35,12 +36,12 @@ from tiedae.models import OUTPUT_DTYPE
 from tiedae.objectives.base import (
     Batch,
     Objective,
-    boolean,
+    ObjectiveSettings,
     labeled_batch_size,
     non_negative,
-    one_of,
     register,
 )
+from tiedae.schema import setting
 
 EPSILON = 1e-5
 # vanilla combinator: mu = a1 σ(a2 u + a3) + a4 u + a5, v = a6 σ(a7 u + a8) + a9 u + a10
@@ -142,6 +143,29 @@ def kernel_initializer(init: str, model_initializer: str) -> dict | str:
         "scale": 1.0, "mode": "fan_in", "distribution": "untruncated_normal"}}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class NormalisedSettings(ObjectiveSettings):
+    """What the ladder and the Γ-model share: the batch normalisation and the kernels' start
+    (the defaults are the reference code's; experiments/reproduction/README.md)."""
+
+    tied: bool = setting(True)
+    bn_statistics: str = setting("separate", allowed=BN_STATISTICS)
+    inference_statistics: str = setting("labeled", allowed=INFERENCE_STATISTICS)
+    bn_momentum: float = setting(0.99, minimum=0.0, below=1.0, says="in [0, 1)")
+    bn_epsilon: float = setting(1e-10, positive=True, says="a number > 0")
+    init: str = setting("fan_in_normal", allowed=INITS)
+
+
+@dataclass(frozen=True)
+class LadderSettings(NormalisedSettings):
+    costs: tuple[float, ...] = setting((), own_rule=True)  # one per level: check_costs
+
+
+@dataclass(frozen=True)
+class GammaSettings(NormalisedSettings):
+    top_cost: float = setting(0.5, minimum=0.0)  # the softmax level's λ (10 from 1000 labels)
+
+
 @register("ladder")
 class Ladder(Objective):
     """Hyperparameters: ``tied`` (decoder maps down with the encoder's kernels, transposed),
@@ -156,26 +180,12 @@ class Ladder(Objective):
         """λ_0 .. λ_L for the ``levels`` levels (input, hidden layers, softmax)."""
         return [float(c) for c in self.section.costs]
 
+    settings = LadderSettings
+
     @classmethod
     def check(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
-        problems = super().check(section, cfg)
-        boolean(problems, "tied", section.get("tied"))
-        momentum = section.get("bn_momentum")
-        if (
-            not isinstance(momentum, float | int)
-            or isinstance(momentum, bool)
-            or not (0 <= momentum < 1)
-        ):
-            problems.append(f"objective.bn_momentum={momentum!r} must be in [0, 1)")
-        one_of(problems, "bn_statistics", section.get("bn_statistics"), BN_STATISTICS)
-        one_of(problems, "inference_statistics", section.get("inference_statistics"),
-               INFERENCE_STATISTICS)  # fmt: skip
-        one_of(problems, "init", section.get("init"), INITS)
-        epsilon = section.get("bn_epsilon")
-        if not isinstance(epsilon, float | int) or isinstance(epsilon, bool) or epsilon <= 0:
-            problems.append(f"objective.bn_epsilon={epsilon!r} must be a number > 0")
-        problems += cls.check_costs(section, cfg)
-        return problems
+        """The schema's checks, then the costs against the model's depth."""
+        return super().check(section, cfg) + cls.check_costs(section, cfg)
 
     @classmethod
     def check_costs(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
@@ -359,11 +369,11 @@ class Ladder(Objective):
 class Gamma(Ladder):
     """The Γ-model: the ladder's top-layer cost only (``top_cost``), a one-level decoder."""
 
+    settings = GammaSettings
+
     def level_costs(self, levels: int) -> list[float]:
         return [0.0] * (levels - 1) + [float(self.section.top_cost)]
 
     @classmethod
     def check_costs(cls, section: DictConfig, cfg: DictConfig) -> list[str]:
-        problems: list[str] = []
-        non_negative(problems, "top_cost", section.get("top_cost"))
-        return problems
+        return []  # one cost, top_cost: its schema checks it
