@@ -101,6 +101,11 @@ def test_jobs_whose_settings_repeat_are_one_job():
         ["method=tied_frozen", "unlabeled.size=200"],
     ] * 2
     assert first_of_each(["a", "b", "a", "c", "b"]) == [0, 1, 3]
+    into_two_stores = [
+        check_job(hydra.load_configuration("config", job, RunMode.RUN), job)
+        for job in (["method=scratch", f"tracking.uri=sqlite:////tmp/{name}.db"] for name in "ab")
+    ]
+    assert len({job_key(task) for task in into_two_stores}) == 2  # the same job, two stores
 
 
 def test_a_sweep_launches_a_repeated_job_once_and_counts_it_once(tmp_path):

@@ -20,7 +20,7 @@ import time
 from collections.abc import Hashable, Sequence
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from tiedae.config import (
     ConfigError,
@@ -61,10 +61,12 @@ def pretraining_key(cfg: DictConfig) -> str | None:
 
 
 def job_key(cfg: DictConfig) -> str:
-    """The settings a job's result depends on, as a key: two jobs with the same one are the
-    same job (a sweep over ``unlabeled.size`` repeats ``method=scratch``, which reads no
-    pool). Data and code are the sweep's own, the same for every job."""
-    return settings_key(run_settings(cfg))
+    """What makes a job: the settings its result depends on, the data it reads and the store
+    it writes to. Two jobs with the same key are the same job (a sweep over ``unlabeled.size``
+    repeats ``method=scratch``, which reads no pool); jobs into two stores are two jobs."""
+    where = {section: OmegaConf.to_container(cfg[section], resolve=True)
+             for section in ("data", "tracking") if section in cfg}  # fmt: skip
+    return settings_key({"run": run_settings(cfg), **where})
 
 
 def first_of_each(keys: Sequence[Hashable]) -> list[int]:
