@@ -98,6 +98,13 @@ def test_every_classifier_head_and_the_labels_read_as_their_schemas():
         ("objective.power_iterations=0", "objective.power_iterations=0 must be a positive integer"),
         ("objective.lr_decay_start=1", "objective.lr_decay_start=1 must be null or in [0, 1)"),
         ("objective.monitor=loss", "objective.monitor='loss' is unknown; allowed: val_accuracy"),
+        ("tracking.job_models=some", "tracking.job_models='some' is unknown; allowed: every, "),
+        ("tracking.epoch_flush_seconds=-1", "tracking.epoch_flush_seconds=-1 must be a number >="),
+        ("data.max_train=0", "data.max_train=0 must be a positive integer or null (null: all)"),
+        ("data.valid_size=0", "data.valid_size=0 must be a positive integer"),
+        ("data.test_size=many", "data.test_size='many' must be a positive integer"),
+        ("model.tied=maybe", "model.tied='maybe' must be true or false"),
+        ("model.kernel_initializer=zeros", "model.kernel_initializer='zeros' is unknown; allowed"),
     ],
 )
 def test_a_bad_setting_stops_with_one_line_from_its_schema(override, expected):
@@ -105,7 +112,7 @@ def test_a_bad_setting_stops_with_one_line_from_its_schema(override, expected):
     check, as ``tiedae`` runs both before anything trains."""
     from tiedae.objectives import check_objective
 
-    cfg = make_config("method=vat", override)
+    cfg = make_config("method=vat", "data=digits", override)
     with pytest.raises(ConfigError) as error:
         validate(cfg)
         check_objective(cfg)
@@ -134,3 +141,53 @@ def test_the_objectives_yaml_and_their_schemas_declare_the_same_defaults():
             assert yaml[field.name] == field.default, (path.name, field.name)
         typed += bool(own)
     assert typed >= 6  # entropy, semantic, pseudo_label, mean_teacher, vat, gamma
+
+
+def _fields(schema: type) -> tuple[set[str], set[str]]:
+    """A schema's field names, and those without a default (a yaml must set them)."""
+    fields = dataclasses.fields(schema)
+    required = {f.name for f in fields if f.default is dataclasses.MISSING}
+    return {f.name for f in fields}, required
+
+
+@pytest.mark.parametrize("group", ["data", "model", "tracking"])
+def test_each_data_model_and_tracking_yaml_sets_what_its_schema_declares(group):
+    """Every conf/data file is its dataset's schema (declared beside its loader), every
+    conf/model file its family's, every conf/tracking file TrackingSection: no setting the
+    schema does not know, none it requires missing, and the file's values pass its checks."""
+    from tiedae.config.schemas import TrackingSection
+    from tiedae.data import DATASETS
+    from tiedae.families import FAMILIES, family_name
+
+    paths = sorted((CONFIG_DIR / group).glob("*.yaml"))
+    assert paths
+    for path in paths:
+        yaml = OmegaConf.to_container(make_config(f"{group}={path.stem}")[group], resolve=True)
+        if group == "data":
+            schema = DATASETS[yaml["name"]].settings
+        elif group == "model":
+            schema = FAMILIES[family_name(yaml)].settings
+        else:
+            schema = TrackingSection
+            defaults = ("experiment", "epoch_flush_seconds", "job_models")
+            assert {k: yaml[k] for k in defaults} == {
+                k: getattr(TrackingSection, k) for k in defaults
+            }, path.name
+        names, required = _fields(schema)
+        assert set(yaml) <= names, (path.name, set(yaml) - names)
+        assert required <= set(yaml), (path.name, required - set(yaml))
+        problems: list[str] = []
+        check(problems, group, yaml, schema)
+        assert problems == [], (path.name, problems)
+
+
+def test_a_dataset_with_its_own_schema_is_checked_by_it():
+    """The schema a Dataset declares is the one validate reads: digits' test_size exists
+    there alone, so fashion_mnist's schema has no such setting and digits refuses 0."""
+    from tiedae.data import DATASETS
+
+    assert "test_size" in _fields(DATASETS["digits"].settings)[0]
+    assert "test_size" not in _fields(DATASETS["fashion_mnist"].settings)[0]
+    problems: list[str] = []
+    check(problems, "data", {"name": "digits", "test_size": 0}, DATASETS["digits"].settings)
+    assert problems == ["data.test_size=0 must be a positive integer"]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from tiedae.checks import is_int
+from tiedae.schema import setting
+from tiedae.vocab import ACTIVATIONS, INITIALIZERS
 
 DEFAULT_FAMILY = "dense"  # model.family when absent
 
@@ -20,23 +22,18 @@ def family_name(model: Any) -> str:
     return model.get("family", DEFAULT_FAMILY)
 
 
-@dataclass(frozen=True)
-class FamilyRules:
-    """What the config checks of one family of networks."""
-
-    n_layers: Callable[[Mapping[str, Any]], int]  # encoder layers a classifier may reuse
-    validate: Callable[[list[str], Mapping[str, Any]], None] = lambda problems, model: None
-
-
-def dense_layer_count(model_cfg: Mapping[str, Any]) -> int:
-    return len(model_cfg.get("sizes") or ())
-
-
-def conv_layer_count(model_cfg: Mapping[str, Any]) -> int:
-    return len(model_cfg.get("filters") or ()) + len(model_cfg.get("sizes") or ())
+def _widths(problems: list[str], model_cfg: Mapping[str, Any]) -> None:
+    sizes = model_cfg.get("sizes")
+    if not isinstance(sizes, Sequence) or isinstance(sizes, str) or len(sizes) == 0:
+        problems.append(f"model.sizes={sizes!r} must be a non-empty list of widths, e.g. [100,30]")
+    elif not all(is_int(width) and width > 0 for width in sizes):
+        problems.append(
+            f"model.sizes={list(sizes)} must hold positive integers; a tied decoder mirrors "
+            "each width"
+        )
 
 
-def validate_conv(problems: list[str], model_cfg: Mapping[str, Any]) -> None:
+def _convolutions(problems: list[str], model_cfg: Mapping[str, Any]) -> None:
     filters = model_cfg.get("filters")
     if (
         not isinstance(filters, Sequence) or isinstance(filters, str) or not filters
@@ -51,8 +48,52 @@ def validate_conv(problems: list[str], model_cfg: Mapping[str, Any]) -> None:
         problems.append(f"model.kernel_size={kernel!r} must be an odd positive integer, e.g. 3")
 
 
+@dataclass(frozen=True)
+class DenseSettings:
+    """``model.*`` of the dense family (conf/model/tied.yaml): the encoder's widths, the
+    decoder mirroring them, tied to the encoder's kernels or not."""
+
+    name: str = setting()
+    sizes: tuple[int, ...] = setting(own_rule=True)  # _widths
+    tied: bool = setting()
+    activation: str = setting(allowed=ACTIVATIONS)
+    kernel_initializer: str = setting(allowed=INITIALIZERS)
+    family: str = setting(DEFAULT_FAMILY, own_rule=True)  # one of FAMILIES (validate)
+
+    rules: ClassVar[tuple[Callable[[list[str], Mapping[str, Any]], None], ...]] = (_widths,)
+
+
+@dataclass(frozen=True)
+class ConvSettings(DenseSettings):
+    """``model.*`` of the conv family (conf/model/conv_tied.yaml): stride-2 convolutions, then
+    the dense code layers of ``sizes``."""
+
+    filters: tuple[int, ...] = setting((), own_rule=True)  # _convolutions
+    kernel_size: int = setting(3, own_rule=True)
+
+    rules: ClassVar[tuple[Callable[[list[str], Mapping[str, Any]], None], ...]] = (
+        _widths, _convolutions,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FamilyRules:
+    """What the config checks of one family of networks."""
+
+    n_layers: Callable[[Mapping[str, Any]], int]  # encoder layers a classifier may reuse
+    settings: type  # its model.* schema
+
+
+def dense_layer_count(model_cfg: Mapping[str, Any]) -> int:
+    return len(model_cfg.get("sizes") or ())
+
+
+def conv_layer_count(model_cfg: Mapping[str, Any]) -> int:
+    return len(model_cfg.get("filters") or ()) + len(model_cfg.get("sizes") or ())
+
+
 # model.family -> its rules; tiedae.models.MODEL_FAMILIES has the same names, with builders
 FAMILIES: dict[str, FamilyRules] = {
-    "dense": FamilyRules(dense_layer_count),
-    "conv": FamilyRules(conv_layer_count, validate_conv),
+    "dense": FamilyRules(dense_layer_count, DenseSettings),
+    "conv": FamilyRules(conv_layer_count, ConvSettings),
 }

@@ -48,7 +48,6 @@ from tiedae.config.names import (
 )
 from tiedae.config.validation import (
     CLASSIFIER_KINDS,
-    JOB_MODELS,
     PRECISIONS,
     SKLEARN_ESTIMATORS,
     SKLEARN_FEATURES,
@@ -69,7 +68,7 @@ from tiedae.vocab import (
 __all__ = [
     "ACTIVATIONS", "AE_IMAGES", "AE_LOSSES", "BUILTIN_SOURCE", "CLASSIFIER_KINDS", "CONFIG_DIR",
     "CONV_DEFAULT_SHAPE", "ConfigError", "DEFAULT_SIZES", "DivergedError", "IDENTITY_PARTS",
-    "INITIALIZERS", "JOB_MODELS", "MODEL_URI_SCHEMES", "NOISES", "N_CLASSES", "OPTIMIZERS",
+    "INITIALIZERS", "MODEL_URI_SCHEMES", "NOISES", "N_CLASSES", "OPTIMIZERS",
     "PRECISIONS", "PROJECT_ROOT", "SKLEARN_ESTIMATORS", "SKLEARN_FEATURES", "changed_parts",
     "check_choices", "config_groups", "draws_pool", "flatten", "groups_help", "has_decoder",
     "is_pretrained", "is_sklearn", "key_parts", "labels_label", "method_name", "n_classes",

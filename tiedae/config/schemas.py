@@ -1,6 +1,8 @@
 """The typed schemas of the sections ``tiedae.config.validate`` checks through
-:mod:`tiedae.schema`: ``runtime.*``, ``labels.*`` and a network classifier's head. (The unlabeled
-pool's is in :mod:`tiedae.pool`, the protocols' in :mod:`tiedae.protocols`.)"""
+:mod:`tiedae.schema`: ``runtime.*``, ``labels.*``, ``tracking.*`` and a network classifier's head.
+(The unlabeled pool's is in :mod:`tiedae.pool`, the protocols' in :mod:`tiedae.protocols`, each
+dataset's beside its loader in :mod:`tiedae.data`, each model family's in
+:mod:`tiedae.families`, each objective's in its module.)"""
 
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ from typing import Any, ClassVar, Literal
 from tiedae.schema import check, read, setting
 from tiedae.vocab import OPTIMIZERS
 
-__all__ = ["HeadSettings", "LabelsSettings", "RuntimeSettings", "check", "read", "setting"]
+__all__ = [
+    "EPOCH_FLUSH_SECONDS", "HeadSettings", "LabelsSettings", "RuntimeSettings", "TrackingSection",
+    "check", "read", "setting",
+]  # fmt: skip
+
+EPOCH_FLUSH_SECONDS = 5.0  # tracking.epoch_flush_seconds' default (RunLog.log_epoch)
 
 # --- the sections ------------------------------------------------------------------------
 
@@ -67,3 +74,16 @@ class HeadSettings:
     learning_rate: float = setting(positive=True)
     optimizer: str = setting(allowed=OPTIMIZERS)
     freeze: bool = setting(True)
+
+
+@dataclass(frozen=True)
+class TrackingSection:
+    """``tracking.*`` (conf/tracking/*.yaml): where the runs go and how they are written.
+    ``tiedae.tracking.TrackingSettings`` is this section with the store's own behaviour."""
+
+    uri: str = setting(says="a tracking URI, e.g. sqlite:////absolute/path/mlflow.db")
+    experiment: str = setting("tiedae")
+    artifact_dir: str | None = setting(None)
+    epoch_flush_seconds: float = setting(EPOCH_FLUSH_SECONDS, minimum=0)
+    job_models: Literal["every", "none"] = setting("every")
+    name: str = setting("sqlite")

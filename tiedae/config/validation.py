@@ -15,13 +15,13 @@ from tiedae.checks import (
 )
 from tiedae.config.errors import ConfigError
 from tiedae.config.names import draws_pool, n_layers, precision_name
-from tiedae.config.schemas import HeadSettings, LabelsSettings, RuntimeSettings
+from tiedae.config.schemas import HeadSettings, LabelsSettings, RuntimeSettings, TrackingSection
 from tiedae.config.schemas import check as check_section
 from tiedae.data import DATASETS
 from tiedae.estimators import ESTIMATORS
 from tiedae.families import FAMILIES, family_name
 from tiedae.pretrainings import NONE, PRETRAININGS
-from tiedae.vocab import ACTIVATIONS, INITIALIZERS, n_classes
+from tiedae.vocab import n_classes
 
 CLASSIFIER_KINDS = ("keras", "sklearn")
 
@@ -31,18 +31,11 @@ SKLEARN_FEATURES = ("pixels", "pca", "codes")  # codes: a pretrained encoder's (
 
 PRECISIONS = ("float32", "mixed_bfloat16")  # runtime.precision: Keras dtype policies
 
-JOB_MODELS = ("every", "none")  # tracking.job_models: which jobs log their classifier
-
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError listing every invalid value; does no I/O."""
     problems: list[str] = []
-    one_of(problems, "data.name", cfg.data.name, tuple(DATASETS))
-    max_train = cfg.data.get("max_train")
-    if max_train is not None:
-        positive_int(problems, "data.max_train", max_train)
-    if cfg.data.get("classes") is not None:
-        class_list(problems, "data.classes", cfg.data.classes, n_classes(cfg))
+    _validate_data(problems, cfg)
     check_section(problems, "labels", cfg.labels, LabelsSettings)
     if not is_int(cfg.seed) or cfg.seed < 0:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
@@ -52,10 +45,7 @@ def validate(cfg: DictConfig) -> None:
         problems.append(f"pretrain.cache={cfg.pretrain.cache!r} must be true or false")
     check_section(problems, "runtime", cfg.runtime, RuntimeSettings)
     one_of(problems, "runtime.precision", precision_name(cfg), PRECISIONS)
-    flush = cfg.tracking.get("epoch_flush_seconds", 0)
-    if not isinstance(flush, int | float) or isinstance(flush, bool) or flush < 0:
-        problems.append(f"tracking.epoch_flush_seconds={flush!r} must be a number >= 0")
-    one_of(problems, "tracking.job_models", cfg.tracking.get("job_models", "every"), JOB_MODELS)
+    check_section(problems, "tracking", cfg.tracking, TrackingSection)
     _validate_protocol(problems, cfg.get("protocol"))
     _validate_pool(problems, cfg)
     kind = cfg.classifier.get("kind", "keras")
@@ -66,6 +56,17 @@ def validate(cfg: DictConfig) -> None:
         _validate_classifier(problems, cfg.classifier, cfg.model)
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _validate_data(problems: list[str], cfg: DictConfig) -> None:
+    """A known ``data.name``, its dataset's schema, and classes that dataset has."""
+    dataset = DATASETS.get(cfg.data.name)
+    if dataset is None:
+        one_of(problems, "data.name", cfg.data.name, DATASETS.names())
+        return
+    check_section(problems, "data", cfg.data, dataset.settings)
+    if cfg.data.get("classes") is not None:
+        class_list(problems, "data.classes", cfg.data.classes, n_classes(cfg))
 
 
 def _validate_pretraining(problems: list[str], cfg: DictConfig) -> None:
@@ -97,22 +98,12 @@ def _validate_protocol(problems: list[str], protocol: DictConfig | None) -> None
 
 
 def _validate_model(problems: list[str], model: DictConfig) -> None:
-    sizes = model.get("sizes")
-    if not OmegaConf.is_list(sizes) or len(sizes) == 0:
-        problems.append(f"model.sizes={sizes!r} must be a non-empty list of widths, e.g. [100,30]")
-    elif not all(is_int(width) and width > 0 for width in sizes):
-        problems.append(
-            f"model.sizes={list(sizes)} must hold positive integers; a tied decoder mirrors "
-            "each width"
-        )
-    if not isinstance(model.get("tied"), bool):
-        problems.append(f"model.tied={model.get('tied')!r} must be true or false")
-    one_of(problems, "model.activation", model.activation, ACTIVATIONS)
-    one_of(problems, "model.kernel_initializer", model.kernel_initializer, INITIALIZERS)
-    families = FAMILIES
-    one_of(problems, "model.family", family_name(model), tuple(families))
-    if family_name(model) in families:
-        families[family_name(model)].validate(problems, OmegaConf.to_container(model, resolve=True))
+    """A known ``model.family`` and its schema (tiedae.families)."""
+    family = FAMILIES.get(family_name(model))
+    if family is None:
+        one_of(problems, "model.family", family_name(model), tuple(FAMILIES))
+        return
+    check_section(problems, "model", OmegaConf.to_container(model, resolve=True), family.settings)
 
 
 def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:

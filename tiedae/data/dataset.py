@@ -1,13 +1,34 @@
 """What a dataset is to the rest of tiedae: a class registered by ``data.name`` in its own module
-of ``tiedae.data`` (``@register(name)``), with ``conf/data/<name>.yaml`` its settings."""
+of ``tiedae.data`` (``@register(name)``), with ``conf/data/<name>.yaml`` its settings and its
+``settings`` schema their types and ranges (``tiedae.config.validate`` checks them)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from tiedae.data.splits import Splits
 from tiedae.registry import Registry
+from tiedae.schema import setting
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """``data.*`` of every dataset; a dataset's own schema extends it with its loader's settings."""
+
+    name: str = setting()  # one of the registry's (validate says which)
+    classes: tuple[int, ...] | None = setting(None, own_rule=True)  # against the class count
+    max_train: int | None = setting(None, minimum=1, means="null: all")
+
+
+@dataclass(frozen=True)
+class HeldOutSettings(DataSettings):
+    """A dataset shipped as train and test files: validation is the last ``valid_size`` training
+    images (``dir``: the files' folder; null: where the dataset's module looks)."""
+
+    dir: str | None = setting(None)
+    valid_size: int = setting(5000, minimum=1)
 
 
 class Dataset:
@@ -16,6 +37,7 @@ class Dataset:
     from (MLflow's dataset sources)."""
 
     n_classes: ClassVar[int | None] = None
+    settings: ClassVar[type[DataSettings]] = HeldOutSettings  # its data.* schema
 
     @classmethod
     def load(cls, data_cfg) -> Splits:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tiedae.data.dataset import Dataset, register
+from tiedae.data.dataset import Dataset, DataSettings, register
 from tiedae.data.splits import DataError, Splits, to_unit_float
+from tiedae.schema import setting
 
 
 @functools.lru_cache(maxsize=2)  # sweep jobs in one process share the arrays
@@ -35,8 +37,15 @@ def load_digits_splits(valid_size: int = 200, test_size: int = 360) -> Splits:
     )
 
 
+@dataclass(frozen=True)
+class DigitsSettings(DataSettings):
+    valid_size: int = setting(200, minimum=1)
+    test_size: int = setting(360, minimum=1)
+
+
 @register("digits")
 class Digits(Dataset):
+    settings = DigitsSettings
     n_classes = 10
 
     @classmethod

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tiedae.data.checks import label_problems, pixel_problem
-from tiedae.data.dataset import Dataset, register
+from tiedae.data.dataset import Dataset, DataSettings, register
 from tiedae.data.idx import GZIP_MAGIC
 from tiedae.data.splits import DataError, Splits, last_for_validation
+from tiedae.schema import setting
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")  # required; x_unlabeled is optional
 
@@ -172,9 +174,18 @@ def _check_npz_images(file: Path, key: str, x: np.ndarray) -> None:
         raise DataError(f"data.path={file}: {problem}")
 
 
+@dataclass(frozen=True)
+class NPZSettings(DataSettings):
+    path: str | None = setting(None)  # required: the loader says so with what the file needs
+    valid_size: int | float = setting(
+        0.1, positive=True, says="a count of images or a fraction of x_train, > 0"
+    )
+
+
 @register("npz")
 class NPZ(Dataset):
     n_classes = None  # read from the file
+    settings = NPZSettings
 
     @classmethod
     def load(cls, data_cfg) -> Splits:

@@ -1,6 +1,8 @@
 """The names tiedae writes into the store: its tags and keys, MLflow's own that it sets, the
 limits of one ``log_batch`` call, and the experiment's description."""
 
+from tiedae.config.schemas import EPOCH_FLUSH_SECONDS  # noqa: F401  (RunLog.log_epoch's default)
+
 ROLE = "tiedae.role"  # job | pretrain | sweep
 SWEEP = "tiedae.sweep"
 RUN_KEY = "tiedae.run_key"
@@ -16,7 +18,6 @@ LAUNCH = "tiedae.launch"  # on a job: which sweep process launched it (several m
 LAUNCH_ENV = "TIEDAE_SWEEP_LAUNCH"  # set by the sweep's process, inherited by its workers
 BATCH_LIMIT = 100  # MLflow's most params (and most tags) in one log_batch call
 BATCH_ENTITIES = 1000  # MLflow's most params, tags and metrics in all in one log_batch call
-EPOCH_FLUSH_SECONDS = 5.0  # tracking.epoch_flush_seconds' default (RunLog.log_epoch)
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows on the experiment page
 EXPERIMENT_KIND = "mlflow.experimentKind"  # custom_model_development: the UI opens on runs
 EXPERIMENT_DESCRIPTION = """\

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tiedae.tracking.keys import EPOCH_FLUSH_SECONDS
+from tiedae.config.schemas import TrackingSection, read
 
 
 class TrackingError(RuntimeError):
@@ -18,18 +18,12 @@ class TrackingError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TrackingSettings:
-    uri: str
-    experiment: str = "tiedae"
-    artifact_dir: str | None = None
-    epoch_flush_seconds: float = EPOCH_FLUSH_SECONDS
+class TrackingSettings(TrackingSection):
+    """The ``tracking`` section (its schema: ``TrackingSection``) and where it puts things."""
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrackingSettings:
-        return cls(
-            cfg["uri"], cfg.get("experiment", "tiedae"), cfg.get("artifact_dir"),
-            float(cfg.get("epoch_flush_seconds", EPOCH_FLUSH_SECONDS)),
-        )  # fmt: skip
+        return read(cfg, cls)
 
     @property
     def sqlite_path(self) -> Path | None:
