@@ -62,11 +62,28 @@ class LabelsSettings:
     )
 
 
+def _gradual_schedule(problems: list[str], head: Mapping[str, Any]) -> None:
+    """``frozen_epochs``: the head trains on a frozen encoder first, then the encoder thaws,
+    which ``freeze=true`` would forbid."""
+    frozen_epochs = head.get("frozen_epochs")
+    if frozen_epochs is not None and head.get("freeze") is True:
+        problems.append(
+            f"classifier.frozen_epochs={frozen_epochs} unfreezes the encoder after that many "
+            "epochs, but classifier.freeze=true keeps it frozen; set classifier.freeze=false "
+            "or classifier.frozen_epochs=null"
+        )
+    if frozen_epochs is not None and head.get("finetune_learning_rate") is None:
+        problems.append(
+            f"classifier.finetune_learning_rate=None must be a positive number (the learning "
+            f"rate once classifier.frozen_epochs={frozen_epochs} have passed)"
+        )
+
+
 @dataclass(frozen=True)
 class HeadSettings:
-    """``classifier.*`` of a network classifier (``kind=keras``): how the head is trained on
-    the reused encoder layers (``reuse_layers`` and the schedule's joint rules are checked
-    beside the model, whose depth they depend on)."""
+    """``classifier.*`` of a network classifier (``kind=keras``, conf/classifier/frozen.yaml):
+    how the head is trained on the reused encoder layers (``reuse_layers`` is checked beside
+    the model, whose depth it depends on)."""
 
     epochs: int = setting(minimum=1)
     patience: int = setting(minimum=1)
@@ -74,6 +91,12 @@ class HeadSettings:
     learning_rate: float = setting(positive=True)
     optimizer: str = setting(allowed=OPTIMIZERS)
     freeze: bool = setting(True)
+    frozen_epochs: int | None = setting(None, minimum=1, means="null: frozen throughout or never")
+    finetune_learning_rate: float | None = setting(None, positive=True)
+
+    rules: ClassVar[tuple[Callable[[list[str], Mapping[str, Any]], None], ...]] = (
+        _gradual_schedule,
+    )
 
 
 @dataclass(frozen=True)

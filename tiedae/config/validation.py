@@ -11,7 +11,6 @@ from tiedae.checks import (
     is_int,
     one_of,
     positive_int,
-    positive_number,
 )
 from tiedae.config.errors import ConfigError
 from tiedae.config.names import draws_pool, n_layers, precision_name
@@ -109,7 +108,6 @@ def _validate_model(problems: list[str], model: DictConfig) -> None:
 def _validate_classifier(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
     _validate_reuse(problems, classifier, model)
     check_section(problems, "classifier", classifier, HeadSettings)
-    _validate_schedule(problems, classifier)
 
 
 def _validate_reuse(problems: list[str], classifier: DictConfig, model: DictConfig) -> None:
@@ -119,23 +117,6 @@ def _validate_reuse(problems: list[str], classifier: DictConfig, model: DictConf
         problems.append(
             f"classifier.reuse_layers={reuse!r} must be null (all) or 1..{count}, the number "
             "of encoder layers (model.sizes, and model.filters for model.family=conv)"
-        )
-
-
-def _validate_schedule(problems: list[str], classifier: DictConfig) -> None:
-    """``frozen_epochs``: train the head on a frozen encoder first, then unfreeze it."""
-    frozen_epochs = classifier.get("frozen_epochs")
-    if frozen_epochs is None:
-        return
-    positive_int(problems, "classifier.frozen_epochs", frozen_epochs)
-    positive_number(
-        problems, "classifier.finetune_learning_rate", classifier.get("finetune_learning_rate")
-    )
-    if classifier.get("freeze") is True:
-        problems.append(
-            f"classifier.frozen_epochs={frozen_epochs} unfreezes the encoder after that many "
-            "epochs, but classifier.freeze=true keeps it frozen; set classifier.freeze=false "
-            "or classifier.frozen_epochs=null"
         )
 
 
