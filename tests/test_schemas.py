@@ -150,20 +150,31 @@ def _fields(schema: type) -> tuple[set[str], set[str]]:
     return {f.name for f in fields}, required
 
 
-@pytest.mark.parametrize("group", ["data", "model", "tracking"])
-def test_each_data_model_and_tracking_yaml_sets_what_its_schema_declares(group):
+@pytest.mark.parametrize("group", ["data", "model", "tracking", "pretrain", "classifier"])
+def test_each_yaml_of_a_group_sets_what_its_schema_declares(group):
     """Every conf/data file is its dataset's schema (declared beside its loader), every
-    conf/model file its family's, every conf/tracking file TrackingSection: no setting the
-    schema does not know, none it requires missing, and the file's values pass its checks."""
+    conf/model file its family's, every conf/pretrain file its pretraining's, every scikit-learn
+    conf/classifier file its estimator's, every conf/tracking file TrackingSection: no setting
+    the schema does not know, none it requires missing, and the file's values pass its checks."""
     from tiedae.config.schemas import TrackingSection
     from tiedae.data import DATASETS
+    from tiedae.estimators import ESTIMATORS
     from tiedae.families import FAMILIES, family_name
+    from tiedae.pretrainings import PRETRAININGS
 
     paths = sorted((CONFIG_DIR / group).glob("*.yaml"))
     assert paths
+    checked = 0
     for path in paths:
         yaml = OmegaConf.to_container(make_config(f"{group}={path.stem}")[group], resolve=True)
-        if group == "data":
+        if group == "classifier" and yaml.get("kind") != "sklearn":
+            continue  # a network head: HeadSettings (the test above), beside the model
+        checked += 1
+        if group == "pretrain":
+            schema = PRETRAININGS[yaml["name"]].settings
+        elif group == "classifier":
+            schema = ESTIMATORS[yaml["name"]].settings
+        elif group == "data":
             schema = DATASETS[yaml["name"]].settings
         elif group == "model":
             schema = FAMILIES[family_name(yaml)].settings
@@ -179,6 +190,32 @@ def test_each_data_model_and_tracking_yaml_sets_what_its_schema_declares(group):
         problems: list[str] = []
         check(problems, group, yaml, schema)
         assert problems == [], (path.name, problems)
+    assert checked >= {"pretrain": 4, "classifier": 4}.get(group, 1)
+
+
+@pytest.mark.parametrize(
+    ("method", "override", "expected"),
+    [
+        ("tied_frozen", "pretrain.cache=maybe", "pretrain.cache='maybe' must be true or false"),
+        ("tied_frozen", "pretrain.loss=hinge", "pretrain.loss='hinge' is unknown; allowed: "),
+        ("tied_frozen", "pretrain.noise_rate=-0.1", "pretrain.noise_rate=-0.1 must be a number"),
+        ("tied_greedy_gradual", "pretrain.code_learning_rate=0", "code_learning_rate=0 must be"),
+        ("tied_frozen", "pretrain=transfer", "pretrain.source=builtin needs data.classes"),
+        ("logreg_pixels", "classifier.features=raw", "classifier.features='raw' is unknown"),
+        ("logreg_pixels", "classifier.max_iter=0", "classifier.max_iter=0 must be a positive"),
+        ("pca_logreg", "classifier.components=null", "classifier.components=None must be a "),
+        ("label_spreading", "classifier.n_neighbors=0", "classifier.n_neighbors=0 must be a "),
+        ("label_spreading", "classifier.alpha=1.5", "classifier.alpha=1.5 must be a number in"),
+    ],
+)
+def test_a_pretraining_or_estimator_setting_stops_with_one_line(method, override, expected):
+    """pretrain.* and a scikit-learn classifier's settings come from their schemas (declared
+    beside the pretraining and the estimator), through validate."""
+    cfg = make_config(f"method={method}", "data=digits", override)
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 def test_a_dataset_with_its_own_schema_is_checked_by_it():

@@ -50,7 +50,6 @@ from tiedae.config.validation import (
     CLASSIFIER_KINDS,
     PRECISIONS,
     SKLEARN_ESTIMATORS,
-    SKLEARN_FEATURES,
     validate,
 )
 from tiedae.pretrainings.transfer import BUILTIN_SOURCE, MODEL_URI_SCHEMES, source_classes
@@ -69,7 +68,7 @@ __all__ = [
     "ACTIVATIONS", "AE_IMAGES", "AE_LOSSES", "BUILTIN_SOURCE", "CLASSIFIER_KINDS", "CONFIG_DIR",
     "CONV_DEFAULT_SHAPE", "ConfigError", "DEFAULT_SIZES", "DivergedError", "IDENTITY_PARTS",
     "INITIALIZERS", "MODEL_URI_SCHEMES", "NOISES", "N_CLASSES", "OPTIMIZERS",
-    "PRECISIONS", "PROJECT_ROOT", "SKLEARN_ESTIMATORS", "SKLEARN_FEATURES", "changed_parts",
+    "PRECISIONS", "PROJECT_ROOT", "SKLEARN_ESTIMATORS", "changed_parts",
     "check_choices", "config_groups", "draws_pool", "flatten", "groups_help", "has_decoder",
     "is_pretrained", "is_sklearn", "key_parts", "labels_label", "method_name", "n_classes",
     "n_layers", "objective_row", "on_codes", "pool_settings", "precision_name",

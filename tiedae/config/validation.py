@@ -10,7 +10,6 @@ from tiedae.checks import (
     class_list,
     is_int,
     one_of,
-    positive_int,
 )
 from tiedae.config.errors import ConfigError
 from tiedae.config.names import draws_pool, n_layers, precision_name
@@ -26,8 +25,6 @@ CLASSIFIER_KINDS = ("keras", "sklearn")
 
 SKLEARN_ESTIMATORS = ESTIMATORS.names()  # tiedae/estimators/: one module each
 
-SKLEARN_FEATURES = ("pixels", "pca", "codes")  # codes: a pretrained encoder's (its own cache)
-
 PRECISIONS = ("float32", "mixed_bfloat16")  # runtime.precision: Keras dtype policies
 
 
@@ -40,8 +37,6 @@ def validate(cfg: DictConfig) -> None:
         problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
     _validate_model(problems, cfg.model)
     _validate_pretraining(problems, cfg)
-    if not isinstance(cfg.pretrain.get("cache", True), bool):
-        problems.append(f"pretrain.cache={cfg.pretrain.cache!r} must be true or false")
     check_section(problems, "runtime", cfg.runtime, RuntimeSettings)
     one_of(problems, "runtime.precision", precision_name(cfg), PRECISIONS)
     check_section(problems, "tracking", cfg.tracking, TrackingSection)
@@ -138,9 +133,6 @@ def _validate_sklearn(
         )
     if codes:
         _validate_reuse(problems, classifier, model)
-    one_of(problems, "classifier.features", classifier.get("features"), SKLEARN_FEATURES)
-    if classifier.get("features") == "pca":
-        positive_int(problems, "classifier.components", classifier.get("components"))
     estimator = ESTIMATORS.get(classifier.name)
     if estimator is None:
         one_of(problems, "classifier.name", classifier.name, ESTIMATORS.names())

@@ -3,28 +3,33 @@ graph of every training image, the labeled few spreading their labels along it."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
 
-from tiedae.checks import positive_int
 from tiedae.estimators import register
-from tiedae.estimators.base import Estimator
+from tiedae.estimators.base import Estimator, SklearnSettings
+from tiedae.schema import setting
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelSpreadingSettings(SklearnSettings):
+    """``classifier=label_spreading`` (conf/classifier/label_spreading.yaml)."""
+
+    n_neighbors: int = setting(minimum=1)
+    alpha: float | list = setting(own_rule=True)  # Estimator.check: in (0, 1), or a list
 
 
 @register("label_spreading")
 class LabelSpreadingEstimator(Estimator):
+    settings = LabelSpreadingSettings
     regularization = "alpha"  # how far the labels may change
     upper = 1.0
     transductive = True
     refused_features = {
         "pixels": "is too slow for label_spreading's neighbour graph; allowed: pca, codes"
     }
-
-    @classmethod
-    def check(cls, problems: list[str], classifier: DictConfig) -> None:
-        super().check(problems, classifier)
-        positive_int(problems, "classifier.n_neighbors", classifier.get("n_neighbors"))
 
     @classmethod
     def check_fits(cls, classifier: DictConfig, n_train: int, dataset: str) -> str | None:

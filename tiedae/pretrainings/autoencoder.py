@@ -3,29 +3,33 @@ training image by default), its encoder's layers reused under the classifier; ti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from tiedae.checks import non_negative, one_of, positive_int, positive_number
 from tiedae.pretrainings import register
-from tiedae.pretrainings.base import Pretraining
+from tiedae.pretrainings.base import Pretraining, PretrainSettings
+from tiedae.schema import setting
 from tiedae.vocab import AE_IMAGES, AE_LOSSES, NOISES, OPTIMIZERS
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderSettings(PretrainSettings):
+    """``pretrain=autoencoder`` (conf/pretrain/autoencoder.yaml: the seed's recipe)."""
+
+    epochs: int = setting(minimum=1)
+    batch_size: int = setting(minimum=1)
+    learning_rate: float = setting(positive=True)
+    optimizer: str = setting(allowed=OPTIMIZERS)
+    loss: str = setting(allowed=AE_LOSSES)
+    input_noise: str = setting("none", allowed=NOISES)
+    noise_rate: float = setting(0.0, minimum=0)
+    images: str = setting("selected", allowed=AE_IMAGES)
 
 
 @register("autoencoder")
 class Autoencoder(Pretraining):
+    settings = AutoencoderSettings
     has_decoder = True
-
-    @classmethod
-    def check(cls, problems: list[str], cfg: Any) -> None:
-        pretrain = cfg.pretrain
-        positive_int(problems, "pretrain.epochs", pretrain.epochs)
-        positive_int(problems, "pretrain.batch_size", pretrain.batch_size)
-        positive_number(problems, "pretrain.learning_rate", pretrain.learning_rate)
-        one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
-        one_of(problems, "pretrain.loss", pretrain.loss, AE_LOSSES)
-        one_of(problems, "pretrain.input_noise", pretrain.get("input_noise", "none"), NOISES)
-        one_of(problems, "pretrain.images", pretrain.get("images", "selected"), AE_IMAGES)
-        non_negative(problems, "pretrain.noise_rate", pretrain.get("noise_rate", 0.0))
 
     @classmethod
     def row(cls, cfg: Any, widths: str) -> str:

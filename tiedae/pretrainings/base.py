@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from tiedae.schema import check, setting
 
 if TYPE_CHECKING:  # TensorFlow-bound types, for hints only
     from tiedae.config.resolved import RunSpec
@@ -11,17 +14,28 @@ if TYPE_CHECKING:  # TensorFlow-bound types, for hints only
     from tiedae.tracking import RunLog, Tracker
 
 
+@dataclass(frozen=True, kw_only=True)
+class PretrainSettings:
+    """``pretrain.*`` every pretraining has; each pretraining's schema extends it."""
+
+    name: str = setting()
+    cache: bool = setting(True, means="false: train again, whatever the cache holds")
+
+
 class Pretraining:
     """One ``pretrain.name``. Subclasses register with ``@register(name)`` and override
     ``layers``; the class itself is the entry (nothing is instantiated)."""
 
+    settings: ClassVar[type] = PretrainSettings  # the ``pretrain`` section's schema
     has_decoder: ClassVar[bool] = False  # an autoencoder: model.tied matters, reads the pool
     # model.family -> why this pretraining cannot serve that family (a one-line ConfigError)
     unsupported: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def check(cls, problems: list[str], cfg: Any) -> None:
-        """Append the ``pretrain`` section's problems, one line each (no I/O)."""
+        """Append the ``pretrain`` section's problems, one line each (no I/O): its schema's;
+        a pretraining whose settings depend on other sections adds those rules here."""
+        check(problems, "pretrain", cfg.pretrain, cls.settings)
 
     @classmethod
     def row(cls, cfg: Any, widths: str) -> str:

@@ -3,28 +3,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from tiedae.checks import one_of, positive_number
 from tiedae.pretrainings import register
-from tiedae.pretrainings.autoencoder import Autoencoder
+from tiedae.pretrainings.autoencoder import Autoencoder, AutoencoderSettings
+from tiedae.schema import setting
 from tiedae.vocab import OPTIMIZERS
+
+
+@dataclass(frozen=True, kw_only=True)
+class GreedySettings(AutoencoderSettings):
+    """``pretrain=greedy``: the autoencoder's settings for stage 1, these for the code stages."""
+
+    code_optimizer: str = setting(allowed=OPTIMIZERS)
+    code_learning_rate: float = setting(positive=True)
 
 
 @register("greedy")
 class Greedy(Autoencoder):
+    settings = GreedySettings
     unsupported = {
         "conv": "greedy layer-wise pretraining stacks shallow Dense autoencoders; use "
         "pretrain=autoencoder with model.family=conv",
     }
-
-    @classmethod
-    def check(cls, problems: list[str], cfg: Any) -> None:
-        super().check(problems, cfg)
-        one_of(problems, "pretrain.code_optimizer", cfg.pretrain.get("code_optimizer"), OPTIMIZERS)
-        positive_number(
-            problems, "pretrain.code_learning_rate", cfg.pretrain.get("code_learning_rate")
-        )
 
     @classmethod
     def layers(cls, spec, splits, tracker, job) -> list:

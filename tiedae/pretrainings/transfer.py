@@ -4,19 +4,36 @@ out (``builtin``, cached like the autoencoder), or a given ``.keras`` file or ML
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from tiedae.checks import class_list, one_of, positive_int, positive_number
+from tiedae.checks import class_list
 from tiedae.pretrainings import register
-from tiedae.pretrainings.base import Pretraining
+from tiedae.pretrainings.base import Pretraining, PretrainSettings
+from tiedae.schema import setting
 from tiedae.vocab import N_CLASSES, OPTIMIZERS, n_classes
 
 BUILTIN_SOURCE = "builtin"
 MODEL_URI_SCHEMES = ("runs:/", "models:/")
 
 
+@dataclass(frozen=True, kw_only=True)
+class TransferSettings(PretrainSettings):
+    """``pretrain=transfer``: the source, and how the builtin source classifier is trained
+    (``source`` and ``source_classes`` depend on ``data.classes``: ``Transfer.check``)."""
+
+    source: str = setting(own_rule=True)
+    source_classes: list | None = setting(None, own_rule=True)
+    epochs: int = setting(minimum=1)
+    patience: int = setting(minimum=1)
+    batch_size: int = setting(minimum=1)
+    learning_rate: float = setting(positive=True)
+    optimizer: str = setting(allowed=OPTIMIZERS)
+
+
 @register("transfer")
 class Transfer(Pretraining):
+    settings = TransferSettings
     unsupported = {
         "conv": "transfer reads the hidden Dense layers of a dense source network; use "
         "pretrain=autoencoder with model.family=conv",
@@ -24,6 +41,7 @@ class Transfer(Pretraining):
 
     @classmethod
     def check(cls, problems: list[str], cfg: Any) -> None:
+        super().check(problems, cfg)
         pretrain, target, count = cfg.pretrain, cfg.data.get("classes"), n_classes(cfg)
         source = pretrain.get("source")
         if not isinstance(source, str) or not source.strip():
@@ -52,11 +70,6 @@ class Transfer(Pretraining):
                     f"pretrain.source_classes={list(chosen)} shares classes {shared} with "
                     f"data.classes={list(target)}: the source task would see the target's labels"
                 )
-        positive_int(problems, "pretrain.epochs", pretrain.epochs)
-        positive_int(problems, "pretrain.patience", pretrain.patience)
-        positive_int(problems, "pretrain.batch_size", pretrain.batch_size)
-        positive_number(problems, "pretrain.learning_rate", pretrain.learning_rate)
-        one_of(problems, "pretrain.optimizer", pretrain.optimizer, OPTIMIZERS)
 
     @classmethod
     def row(cls, cfg: Any, widths: str) -> str:
