@@ -250,7 +250,7 @@ def test_command_line_prints_one_line_and_no_traceback(tmp_path):
     (data / FASHION_MNIST_FILES["test_images"]).write_bytes(gzip.compress(b"\x00\x00\x08"))
     cases = {
         "unknown key": (["labels.cout=5"], 1, "Could not override 'labels.cout'."),
-        "wrong type": (["seed=abc"], 2, "tiedae: error: seed='abc' must be a non-negative integer"),
+        "wrong type": (["seed=abc"], 2, "tiedae: error: seed='abc' must be an integer >= 0"),
         "typo'd method": (  # an optional group's missing option would run the defaults
             ["method=ladder_tide"], 2,
             "tiedae: error: method=ladder_tide is not an option of method (options: conv_scratch",

@@ -104,6 +104,11 @@ def test_every_classifier_head_and_the_labels_read_as_their_schemas():
         ("data.valid_size=0", "data.valid_size=0 must be a positive integer"),
         ("data.test_size=many", "data.test_size='many' must be a positive integer"),
         ("model.tied=maybe", "model.tied='maybe' must be true or false"),
+        ("seed=-1", "seed=-1 must be an integer >= 0"),
+        ("force=maybe", "force='maybe' must be true or false (true: rerun what is FINISHED"),
+        ("probes.k=0", "probes.k=0 must be a positive integer"),
+        ("probes.C=0", "probes.C=0 must be a positive number"),
+        ("probes.counts=[100,0]", "probes.counts=[100, 0] must be a list of positive labeled"),
         ("model.kernel_initializer=zeros", "model.kernel_initializer='zeros' is unknown; allowed"),
     ],
 )

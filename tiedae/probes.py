@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from tiedae.config.schemas import ProbeSettings, read  # noqa: E402
 from tiedae.data import Splits, stratified_subset  # noqa: E402
 from tiedae.training import predict  # noqa: E402
 
@@ -86,8 +87,8 @@ def log_probes(
     """Probe ``encoder`` on ``splits`` (the classifier's task) and log to ``run``: the metrics,
     also as ``probe/<kind>_accuracy`` with step = labeled count, and ``codes_pca.png`` of the
     pretraining's validation images ``x_valid`` (at most 2,000)."""
-    probes = cfg.get("probes") or {}
-    counts = [int(c) for c in probes.get("counts") or []]
+    probes = read(cfg.get("probes"), ProbeSettings)
+    counts = [int(c) for c in probes.counts or []]
     if not counts:
         return {}
     batch = cfg.runtime.validation_batch_size
@@ -95,7 +96,7 @@ def log_probes(
     results = probe_accuracies(
         predict(encoder, splits.x_train, batch), splits.y_train,
         predict(encoder, splits.x_test, batch), splits.y_test,
-        counts, cfg.seed, int(probes.get("k", 5)), float(probes.get("C", 1.0)),
+        counts, cfg.seed, int(probes.k), float(probes.C),
     )  # fmt: skip
     run.log_metrics({**results, "time/probe_seconds": time.perf_counter() - started})
     for name, value in results.items():

@@ -58,13 +58,19 @@ def check(
             continue
         value = section.get(spec.name, spec.default)
         if value is _NO_DEFAULT:
-            problems.append(f"{prefix}.{spec.name} is missing; set {prefix}.{spec.name}=...")
+            key = _key(prefix, spec.name)
+            problems.append(f"{key} is missing; set {key}=...")
             continue
         problem = _check_value(value, hints[spec.name], spec.metadata)
         if problem:
-            problems.append(f"{prefix}.{spec.name}={value!r} {problem}")
+            problems.append(f"{_key(prefix, spec.name)}={value!r} {problem}")
     for rule in getattr(schema, "rules", ()):
         rule(problems, section)
+
+
+def _key(prefix: str, name: str) -> str:
+    """The setting's dotted key (``prefix`` empty: a top-level key such as ``seed``)."""
+    return f"{prefix}.{name}" if prefix else name
 
 
 def read(section: Mapping[str, Any] | None, schema: type) -> Any:

@@ -10,17 +10,51 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from tiedae.checks import is_list
 from tiedae.schema import check, read, setting
 from tiedae.vocab import OPTIMIZERS
 
 __all__ = [
-    "EPOCH_FLUSH_SECONDS", "HeadSettings", "LabelsSettings", "RuntimeSettings", "TrackingSection",
-    "check", "read", "setting",
+    "EPOCH_FLUSH_SECONDS", "HeadSettings", "JobSettings", "LabelsSettings", "ProbeSettings",
+    "RuntimeSettings", "TrackingSection", "check", "read", "setting",
 ]  # fmt: skip
 
 EPOCH_FLUSH_SECONDS = 5.0  # tracking.epoch_flush_seconds' default (RunLog.log_epoch)
 
 # --- the sections ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The top-level keys of conf/config.yaml (the groups each have their own schema)."""
+
+    seed: int = setting(42, minimum=0)
+    force: bool = setting(False, means="true: rerun what is FINISHED, retrain what is cached")
+
+
+def _probe_counts(problems: list[str], probes: Mapping[str, Any]) -> None:
+    counts = probes.get("counts")
+    if counts is None:
+        return
+    if not is_list(counts) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts
+    ):
+        problems.append(
+            f"probes.counts={counts!r} must be a list of positive labeled counts, e.g. "
+            "[100, 500, 1000], or [] (no probes)"
+        )
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """``probes.*``: the representation probes of each pretraining run (tiedae/probes.py,
+    which imports scikit-learn and TensorFlow: its schema lives here, with validation's)."""
+
+    counts: list | None = setting(None, own_rule=True)
+    k: int = setting(5, minimum=1)
+    C: float = setting(1.0, positive=True)
+
+    rules: ClassVar[tuple[Callable[[list[str], Mapping[str, Any]], None], ...]] = (_probe_counts,)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,14 @@ from tiedae.checks import (
 )
 from tiedae.config.errors import ConfigError
 from tiedae.config.names import draws_pool, n_layers, precision_name
-from tiedae.config.schemas import HeadSettings, LabelsSettings, RuntimeSettings, TrackingSection
+from tiedae.config.schemas import (
+    HeadSettings,
+    JobSettings,
+    LabelsSettings,
+    ProbeSettings,
+    RuntimeSettings,
+    TrackingSection,
+)
 from tiedae.config.schemas import check as check_section
 from tiedae.data import DATASETS
 from tiedae.estimators import ESTIMATORS
@@ -33,8 +40,9 @@ def validate(cfg: DictConfig) -> None:
     problems: list[str] = []
     _validate_data(problems, cfg)
     check_section(problems, "labels", cfg.labels, LabelsSettings)
-    if not is_int(cfg.seed) or cfg.seed < 0:
-        problems.append(f"seed={cfg.seed!r} must be a non-negative integer")
+    top = {key: cfg.get(key) for key in ("seed", "force") if key in cfg}
+    check_section(problems, "", top, JobSettings)
+    check_section(problems, "probes", cfg.get("probes"), ProbeSettings)
     _validate_model(problems, cfg.model)
     _validate_pretraining(problems, cfg)
     check_section(problems, "runtime", cfg.runtime, RuntimeSettings)
