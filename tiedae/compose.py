@@ -62,4 +62,8 @@ def one_line(error: Exception, overrides: Sequence[str]) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     given = " ".join(overrides) or "(no overrides)"
     reason = lines[0] if lines else type(error).__name__
+    cause = str(error.__cause__ or "").splitlines()
+    if cause and cause[0].endswith(" is not in struct"):  # a typo, or a key to add with +
+        key = cause[0].removesuffix(" is not in struct")
+        reason = f"{reason.rstrip('.')}: {key} is not a setting there (a typo? + adds a key)"
     return f"{reason} (overrides: {given}); `tiedae --help` lists the groups and their options"
