@@ -70,6 +70,31 @@ def test_different_settings_under_one_method_name_are_different_rows_named_by_th
     assert all("±" not in cell and cell.endswith("(n=1)") for cell in cells)
 
 
+def test_an_objective_settled_per_count_is_one_row_a_sweep_over_its_value_is_several():
+    """VAT's ε from by_labels (8 at 100 labels, 12 at 500) is one row; the ε sweep, every ε at
+    every count, keeps a row per ε."""
+    vat = {"objective.name": "vat"}
+    settled = pd.DataFrame([
+        job("vat", seed, 0.6 + n / 10_000, n=n, **vat, **{"objective.epsilon": eps})
+        for seed in (1, 2) for n, eps in ((100, "8.0"), (500, "12.0"))
+    ])  # fmt: skip
+    tidy = tidy_runs(settled)
+    assert set(tidy["row"]) == {"vat"} and tidy["setting"].nunique() == 1
+    assert tidy.attrs["settings"][tidy["setting"].iloc[0]]["objective.epsilon"] == (
+        "8.0@100, 12.0@500"
+    )
+    assert list(summarize(tidy)["n"]) == [2, 2]
+    swept = pd.DataFrame([
+        job("vat", 1, 0.6, n=n, **vat, **{"objective.epsilon": eps})
+        for n in (100, 500) for eps in ("8.0", "12.0")
+    ])  # fmt: skip
+    assert set(tidy_runs(swept)["row"]) == {
+        "vat (objective.epsilon=8.0)", "vat (objective.epsilon=12.0)"
+    }  # fmt: skip
+    other = settled.assign(**{"params.model.sizes": ["[100, 30]", "[50]"] * 2})
+    assert tidy_runs(other)["row"].nunique() == 2  # not only objective.*: two rows
+
+
 def test_a_baseline_drops_the_network_it_does_not_use_but_not_on_a_networks_codes():
     sklearn = {"classifier.kind": "sklearn", "classifier.name": "label_spreading"}
     pixels = {**sklearn, "classifier.features": "pca"}

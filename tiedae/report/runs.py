@@ -137,10 +137,44 @@ def tidy_runs(runs: pd.DataFrame, axis: Axis = LABELS) -> pd.DataFrame:
             "command": _column(runs, "tags.tiedae.command").fillna("").to_numpy(),
         }
     ).dropna(subset=["accuracy"])
+    tidy = _merge_settled(tidy, settings)
     tidy = _everywhere_without_pool(tidy, axis).drop(columns="no_pool")
     tidy.insert(0, "row", tidy["setting"].map(row_names(tidy, settings)))
     tidy.attrs["settings"] = {k: v for k, v in settings.items() if k in set(tidy["setting"])}
     return tidy
+
+
+SETTLED_PREFIX = "objective."  # what an objective's by_labels settles per labeled count
+
+
+def _merge_settled(tidy: pd.DataFrame, settings: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """One row for an objective whose settings its ``by_labels`` settles per labeled count
+    (VAT's ε, the ladder's costs at 1000 labels): the settings of one method and protocol that
+    differ only in ``objective.*`` values and never share a column become one setting, whose
+    differing values read ``value@column, ...``. Settings that share a column (a sweep over
+    ε at every count) stay apart."""
+    mapping: dict[str, str] = {}
+    for _, group in tidy.groupby(["method", "protocol"], sort=False):
+        ids = list(dict.fromkeys(group["setting"]))
+        if len(ids) < 2:
+            continue
+        columns = [set(group.loc[group["setting"] == i, "n_labels"]) for i in ids]
+        if sum(map(len, columns)) != len(set().union(*columns)):
+            continue  # two settings at one column: different rows
+        keys = sorted({key for i in ids for key in settings[i]})
+        differing = [k for k in keys if len({settings[i].get(k, MISSING) for i in ids}) > 1]
+        if not all(key.startswith(SETTLED_PREFIX) for key in differing):
+            continue
+        merged = dict(settings[ids[0]])
+        for key in differing:
+            merged[key] = ", ".join(
+                f"{settings[i].get(key, MISSING)}@{n}"
+                for i, column in sorted(zip(ids, columns, strict=True), key=lambda p: min(p[1]))
+                for n in sorted(column)
+            )
+        settings[ids[0]] = merged
+        mapping.update({i: ids[0] for i in ids[1:]})
+    return tidy.assign(setting=tidy["setting"].replace(mapping)) if mapping else tidy
 
 
 def _axis_values(runs: pd.DataFrame, axis: Axis) -> pd.Series:
