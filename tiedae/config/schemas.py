@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from tiedae.checks import is_list
+from tiedae.checks import is_int, is_list
 from tiedae.schema import check, read, setting
 from tiedae.vocab import OPTIMIZERS
 
@@ -36,9 +36,7 @@ def _probe_counts(problems: list[str], probes: Mapping[str, Any]) -> None:
     counts = probes.get("counts")
     if counts is None:
         return
-    if not is_list(counts) or not all(
-        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts
-    ):
+    if not is_list(counts) or not all(is_int(c) and c >= 1 for c in counts):
         problems.append(
             f"probes.counts={counts!r} must be a list of positive labeled counts, e.g. "
             "[100, 500, 1000], or [] (no probes)"

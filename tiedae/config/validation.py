@@ -40,8 +40,7 @@ def validate(cfg: DictConfig) -> None:
     problems: list[str] = []
     _validate_data(problems, cfg)
     check_section(problems, "labels", cfg.labels, LabelsSettings)
-    top = {key: cfg.get(key) for key in ("seed", "force") if key in cfg}
-    check_section(problems, "", top, JobSettings)
+    check_section(problems, "", cfg, JobSettings)  # the top-level keys it declares
     check_section(problems, "probes", cfg.get("probes"), ProbeSettings)
     _validate_model(problems, cfg.model)
     _validate_pretraining(problems, cfg)

@@ -165,13 +165,10 @@ def _merge_settled(tidy: pd.DataFrame, settings: dict[str, dict[str, str]]) -> p
         differing = [k for k in keys if len({settings[i].get(k, MISSING) for i in ids}) > 1]
         if not all(key.startswith(SETTLED_PREFIX) for key in differing):
             continue
+        by_column = sorted((n, i) for i, column in zip(ids, columns, strict=True) for n in column)
         merged = dict(settings[ids[0]])
         for key in differing:
-            merged[key] = ", ".join(
-                f"{settings[i].get(key, MISSING)}@{n}"
-                for i, column in sorted(zip(ids, columns, strict=True), key=lambda p: min(p[1]))
-                for n in sorted(column)
-            )
+            merged[key] = ", ".join(f"{settings[i].get(key, MISSING)}@{n}" for n, i in by_column)
         settings[ids[0]] = merged
         mapping.update({i: ids[0] for i in ids[1:]})
     return tidy.assign(setting=tidy["setting"].replace(mapping)) if mapping else tidy
