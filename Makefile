@@ -16,7 +16,7 @@ DB ?= sqlite:///$(CURDIR)/server/mlflow.db
 ARTIFACTS ?= $(CURDIR)/server/artifacts
 HOST ?= 127.0.0.1
 
-.PHONY: help setup data browser run sweep table test lint bench profile ui screenshot server clean
+.PHONY: help setup data browser run sweep table test test-all lint bench profile ui screenshot server clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,7 +54,10 @@ sweep: setup  ## the default study (experiment=sweep; EXPERIMENT=benchmark for i
 table: $(STAMP)  ## table + plot of the latest sweep (or SWEEP=name; ARGS=tracking=server) into experiments/<sweep>/
 	$(BIN)/python -m tiedae.report $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
 
-test: setup  ## the test suite
+test: setup  ## the test suite, less the four end-to-end runs of outside systems (under 10 min on 2 cores)
+	$(BIN)/python -m pytest -q -m "not integration" $(ARGS)
+
+test-all: setup  ## every test, the integration ones too (Ray cluster, tracking server, chromium, bench)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: $(STAMP)  ## ruff

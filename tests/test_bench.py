@@ -226,6 +226,7 @@ def test_stages_are_registered_in_order_and_quick_leaves_the_sweeps_out():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_bench_quick_runs_end_to_end_on_digits(tmp_path):
     command = [sys.executable, "-m", "tiedae.bench", "--quick", "--data", "digits",
                "--stages", "pretrain", "--models", "tied", "--out", str(tmp_path)]  # fmt: skip

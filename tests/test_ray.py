@@ -21,6 +21,7 @@ GRID = ["seed=1", "method=tied_frozen,tied_finetune,scratch", "labels.count=50"]
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_smoke_sweep_on_a_local_ray_cluster(tmp_path, monkeypatch):
     overrides = ["experiment=sweep_smoke", "sweep.name=on-ray", *GRID, *FAST, *RAY,
                  *store_overrides(tmp_path)]  # fmt: skip

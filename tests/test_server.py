@@ -62,6 +62,7 @@ def tracking_server(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_smoke_sweep_against_a_tracking_server(tracking_server, tmp_path):
     overrides = [
         "experiment=sweep_smoke", "sweep.name=served", *GRID, *FAST,

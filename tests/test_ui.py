@@ -83,6 +83,7 @@ def test_the_view_groups_the_jobs_by_method_and_labeled_count_averaging_over_see
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.skipif(
     find_chromium() is None, reason="no chromium (Debian: apt-get install chromium)"
 )
