@@ -270,3 +270,42 @@ def test_a_pool_axis_makes_the_columns_and_scratch_stands_at_every_value(tmp_pat
     assert "1000 unlabeled" in table and "5000 unlabeled" in table and "labels" not in table
     significance = pd.read_csv(tmp_path / "significance.csv")
     assert set(significance.loc[significance["method"] == "entropy", "n_labels"]) == {1000, 5000}
+
+
+def test_a_pool_asked_as_a_share_is_one_column_whatever_each_method_drew():
+    """unlabeled.size=1.0: an objective draws every training image, a pretraining under budget
+    holds its validation images out; both stand in one column, the larger count."""
+    from tiedae.report.axes import AXES
+
+    every = {"unlabeled.size": "1.0"}
+    frame = pd.DataFrame(
+        [job("entropy", s, 0.75, **every, **{"objective.name": "entropy",
+                                              "unlabeled.n": "55000"}) for s in (1, 2)]
+        + [job("greedy", s, 0.74, **every, **{"pretrain.name": "greedy",
+                                              "unlabeled.n": "52250"}) for s in (1, 2)]
+        + [job("greedy", s, 0.73, **{"unlabeled.size": "1000", "pretrain.name": "greedy",
+                                     "unlabeled.n": "1000"}) for s in (1, 2)]
+    )  # fmt: skip
+    tidy = tidy_runs(frame, AXES["pool"])
+    assert sorted(set(tidy["n_labels"])) == [1000, 55000]
+    assert sorted(tidy.loc[tidy["row"] == "greedy", "n_labels"]) == [1000, 1000, 55000, 55000]
+
+
+def test_a_pretrained_job_reports_the_pool_its_pretraining_drew(tmp_path):
+    """A job that loads a cached encoder logs no pool of its own; its table row stands at the
+    pool of the pretraining run with its key. A job's own pool params are kept."""
+    from clirun import store_tracker
+
+    from tiedae.tracking import PRETRAIN_KEY, ROLE, SWEEP
+
+    tracker = store_tracker(tmp_path)
+    with tracker.run("pretrain", {ROLE: "pretrain", PRETRAIN_KEY: "k"}) as run:
+        run.log_params({"unlabeled.n": 52250, "unlabeled.n_outside": 0})
+    with tracker.run("greedy", {ROLE: "job", SWEEP: "s", PRETRAIN_KEY: "k"}):
+        pass
+    with tracker.run("entropy", {ROLE: "job", SWEEP: "s"}) as run:
+        run.log_params({"unlabeled.n": 55000})
+    frame = tracker.jobs_frame("s").set_index("tags.mlflow.runName")
+    assert frame.loc["greedy", "params.unlabeled.n"] == "52250"
+    assert frame.loc["greedy", "params.unlabeled.n_outside"] == "0"
+    assert frame.loc["entropy", "params.unlabeled.n"] == "55000"

@@ -21,6 +21,11 @@ from tiedae.data import DataError, stratified_subset
 from tiedae.schema import check as check_section
 from tiedae.schema import setting
 
+POOL_PARAMS = (
+    "unlabeled.n",
+    "unlabeled.n_outside",
+)  # logged: how many images the pool drew, how many outside the task
+
 
 class PoolError(DataError):
     """Pool settings the data cannot satisfy (too few images of a part)."""

@@ -20,7 +20,7 @@ from tiedae.data import (
     load_dataset,
     stratified_subset,
 )
-from tiedae.pool import PoolSettings, draw
+from tiedae.pool import POOL_PARAMS, PoolSettings, draw
 from tiedae.protocols import protocol_of
 from tiedae.timing import timed
 from tiedae.tracking import (
@@ -119,7 +119,7 @@ def drawn_pool(
     full, indices = pool_indices(cfg, splits, held_out)
     task = list(cfg.data.classes) if cfg.data.get("classes") else range(full.n_classes)
     outside = int(np.count_nonzero(~np.isin(full.y_train[indices], task)))
-    run.log_params({"unlabeled.n": len(indices), "unlabeled.n_outside": outside})
+    run.log_params(dict(zip(POOL_PARAMS, (len(indices), outside), strict=True)))
     source = dataset_sources(cfg.data)["train"]
     run.log_datasets([DatasetSpec(
         f"{full.name}-unlabeled-{len(indices)}", (full.x_train, full.y_train, indices), source,

@@ -11,11 +11,13 @@ import time
 import mlflow
 import pandas as pd
 
+from tiedae.pool import POOL_PARAMS
 from tiedae.tracking.keys import (
     ERROR,
     HOST,
     LAUNCH,
     PID,
+    PRETRAIN_KEY,
     ROLE,
     RUN_KEY,
     SKIPPED,
@@ -149,14 +151,39 @@ class Sweeps(TrackerBase):
         return [run.data.tags[SWEEP] for run in runs]
 
     def jobs_frame(self, sweep: str, finished_only: bool = True) -> pd.DataFrame:
-        """The sweep's job runs as mlflow.search_runs gives them: one row a run."""
+        """The sweep's job runs as mlflow.search_runs gives them: one row a run; a job that
+        loaded or trained a pretrained encoder has its pretraining run's pool params
+        (``POOL_PARAMS``: the images it was pretrained on) where it logged none of its own."""
         status = " and attributes.status = 'FINISHED'" if finished_only else ""
-        return mlflow.search_runs(
+        jobs = mlflow.search_runs(
             experiment_ids=[self.experiment_id],
             filter_string=f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'{status}",
             max_results=50000,
             output_format="pandas",
         )
+        return self._with_pretraining_pools(jobs)
+
+    def _with_pretraining_pools(self, jobs: pd.DataFrame) -> pd.DataFrame:
+        key = f"tags.{PRETRAIN_KEY}"
+        if jobs.empty or key not in jobs:
+            return jobs
+        pretrainings = mlflow.search_runs(
+            experiment_ids=[self.experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'pretrain' and attributes.status = 'FINISHED'",
+            max_results=50000,
+            output_format="pandas",
+        )
+        if pretrainings.empty or key not in pretrainings:
+            return jobs
+        pretrainings = pretrainings.drop_duplicates(key)
+        jobs = jobs.copy()
+        for param in POOL_PARAMS:
+            column = f"params.{param}"
+            if column not in pretrainings:
+                continue
+            drawn = jobs[key].map(pretrainings.set_index(key)[column])
+            jobs[column] = jobs[column].fillna(drawn) if column in jobs else drawn
+        return jobs
 
     def count_runs(self, role: str) -> int:
         return len(self._search(f"tags.`{ROLE}` = '{role}'", max_results=50000))
