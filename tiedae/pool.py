@@ -21,10 +21,8 @@ from tiedae.data import DataError, stratified_subset
 from tiedae.schema import check as check_section
 from tiedae.schema import setting
 
-POOL_PARAMS = (
-    "unlabeled.n",
-    "unlabeled.n_outside",
-)  # logged: how many images the pool drew, how many outside the task
+# the params a run logs of its pool: how many images it drew, how many from outside the task
+POOL_PARAMS = ("unlabeled.n", "unlabeled.n_outside")
 
 
 class PoolError(DataError):
