@@ -41,9 +41,6 @@ POOL_PREFIX = "unlabeled."  # the pool's params (tiedae/pool.py): not a setting 
 POOL_PRETRAININGS = with_decoder()  # the pretrainings that read the unlabeled pool
 
 
-POOL_OUTCOMES = POOL_PARAMS  # what the settings drew, not settings
-
-
 TIDY_COLUMNS = ["row", "method", "setting", "n_labels", "seed", "accuracy", "protocol",
                 "pretrained", "objective", "run_id", "start", "commit", "dirty",
                 "command"]  # fmt: skip
@@ -58,7 +55,7 @@ def _settings_of(
     ``tiedae.config.run_settings`` drops them."""
     settings = {
         key: value for key, value in params.items()
-        if key not in (*NOT_SETTINGS, *POOL_OUTCOMES, *axis.params)
+        if key not in (*NOT_SETTINGS, *POOL_PARAMS, *axis.params)  # drawn, not set
         and not key.startswith(NOT_SETTINGS_PREFIXES)
     }  # fmt: skip
     uses_pool = (

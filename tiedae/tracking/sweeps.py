@@ -155,28 +155,24 @@ class Sweeps(TrackerBase):
         loaded or trained a pretrained encoder has its pretraining run's pool params
         (``POOL_PARAMS``: the images it was pretrained on) where it logged none of its own."""
         status = " and attributes.status = 'FINISHED'" if finished_only else ""
-        jobs = mlflow.search_runs(
-            experiment_ids=[self.experiment_id],
-            filter_string=f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'{status}",
-            max_results=50000,
-            output_format="pandas",
-        )
+        jobs = self._frame(f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'{status}")
         return self._with_pretraining_pools(jobs)
+
+    def _frame(self, where: str) -> pd.DataFrame:
+        """The experiment's runs matching ``where``, as mlflow.search_runs' frame."""
+        return mlflow.search_runs(
+            experiment_ids=[self.experiment_id], filter_string=where, max_results=50000,
+            output_format="pandas",
+        )  # fmt: skip
 
     def _with_pretraining_pools(self, jobs: pd.DataFrame) -> pd.DataFrame:
         key = f"tags.{PRETRAIN_KEY}"
         if jobs.empty or key not in jobs:
             return jobs
-        pretrainings = mlflow.search_runs(
-            experiment_ids=[self.experiment_id],
-            filter_string=f"tags.`{ROLE}` = 'pretrain' and attributes.status = 'FINISHED'",
-            max_results=50000,
-            output_format="pandas",
-        )
+        pretrainings = self._frame(f"tags.`{ROLE}` = 'pretrain' and attributes.status = 'FINISHED'")
         if pretrainings.empty or key not in pretrainings:
             return jobs
         pretrainings = pretrainings.drop_duplicates(key)
-        jobs = jobs.copy()
         for param in POOL_PARAMS:
             column = f"params.{param}"
             if column not in pretrainings:
