@@ -116,6 +116,19 @@ def test_the_learning_rate_holds_two_thirds_then_falls_linearly_to_zero():
     assert factors[101] == pytest.approx(49 / 49.5)  # after epoch 102 of 150 (1-based)
 
 
+def test_the_ported_schedule_is_the_tensorflow_ports_rate_epoch_by_epoch():
+    """ladder_ablation=rinuboney_schedule: Adam 0.02, and rinuboney/ladder's per-epoch rule
+    (ladder.py:233-240 at 7216aba): once epoch k (0-based) has run and k + 1 >= 15, the next
+    epoch's rate is 0.02 (150 - (k + 1)) / 135."""
+    cfg = make_config("experiment=reproduction_ablation", "method=ladder_untied",
+                      "ladder_ablation=rinuboney_schedule", "hydra.mode=RUN")  # fmt: skip
+    assert cfg.classifier.learning_rate == 0.02 and cfg.objective.epochs == 150
+    start = cfg.objective.lr_decay_start
+    ported = [1.0] * 16 + [(150 - (k + 1)) / 135 for k in range(15, 149)]
+    ours = [learning_rate_factor(epoch, 150, start) for epoch in range(150)]
+    np.testing.assert_allclose(ours, ported, rtol=1e-12)
+
+
 @pytest.mark.parametrize(("n", "batch"), [(100, 100), (1000, 100), (250, 100), (80, 80)])
 def test_no_labeled_image_is_twice_in_one_batch(n, batch):
     order = shuffled_orders(np.random.default_rng(0), n, 40 * batch, whole=batch).numpy()
@@ -204,6 +217,7 @@ def test_each_ablation_switches_back_exactly_its_ingredients():
     assert changed["reference"] == set()
     assert changed["bn_unlabeled"] == {"bn_statistics"}
     assert changed["constant_rate"] == {"lr_decay_start"}
+    assert changed["rinuboney_schedule"] == {"lr_decay_start"}
     singles = set().union(*(keys for name, keys in changed.items() if name != "earlier_variant"))
     assert singles - {"patience"} <= changed["earlier_variant"]
 
