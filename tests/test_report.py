@@ -309,3 +309,36 @@ def test_a_pretrained_job_reports_the_pool_its_pretraining_drew(tmp_path):
     assert frame.loc["greedy", "params.unlabeled.n"] == "52250"
     assert frame.loc["greedy", "params.unlabeled.n_outside"] == "0"
     assert frame.loc["entropy", "params.unlabeled.n"] == "55000"
+
+
+def test_annotate_puts_the_reports_power_line_under_a_table_made_without_it(tmp_path, capsys):
+    """python -m tiedae.report.annotate: from significance.csv alone, the same line in the
+    same places as write_report; a second run changes nothing; no significance.csv: one line."""
+    from tiedae.report import annotate
+
+    frame = pd.DataFrame([
+        job(method, seed, base + 0.01 * seed * (method == "joint") + 0.003 * seed**2, n=n,
+            **({"objective.name": "joint"} if method == "joint" else {}))
+        for method in ("scratch", "joint") for seed in (1, 2, 3)
+        for n, base in ((100, 0.6), (500, 0.75))
+    ])  # fmt: skip
+    made = tmp_path / "made"
+    write_report(tidy_runs(frame), made, "t", "python -m tiedae.report")
+    original = {name: (made / name).read_text() for name in ("table.md", "README.md", "table.tex")}
+    assert annotate.LEAD in original["table.md"] and "100 labels:" in original["table.md"]
+    old = tmp_path / "old"  # the folder as a report made before the line existed
+    old.mkdir()
+    (old / "significance.csv").write_text((made / "significance.csv").read_text())
+    for name, text in original.items():
+        kept = [line for line in text.split("\n") if annotate.LEAD not in line]
+        (old / name).write_text("\n".join(kept).replace("|\n\n\n", "|\n\n"))
+    assert annotate.main([str(old)]) == 0
+    for name in ("table.md", "table.tex"):
+        assert (old / name).read_text() == original[name]
+    lines = original["table.md"].split("\n")
+    power = next(line for line in lines if annotate.LEAD in line)
+    last_row = [line for line in lines if line.startswith("|")][-1]
+    assert f"{last_row}\n\n{power}\n" in (old / "README.md").read_text()
+    assert annotate.annotate(old) == []
+    assert annotate.main([str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"no significance.csv in {tmp_path / 'none'}")
