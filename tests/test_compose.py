@@ -42,6 +42,15 @@ def test_the_grid_has_one_config_per_point_first_parameter_slowest():
     assert jobs[-1].seed == 2
 
 
+def test_the_command_lines_overrides_replace_or_sweep_the_grids_keys():
+    """As the sweeper: seed=2 replaces the grid's seeds, labels.count=10,20 sweeps its own
+    list, an override outside the grid applies to every job."""
+    jobs = grid_configs("sweep_smoke", ["seed=2", "labels.count=10,20", "classifier.epochs=3"])
+    assert len(jobs) == 1 * 4 * 2
+    assert {job.seed for job in jobs} == {2} and {job.classifier.epochs for job in jobs} == {3}
+    assert [job.labels.count for job in jobs[:2]] == [10, 20]
+
+
 def test_the_table_command_says_a_bad_override_in_one_line(capsys):
     assert report.main(["--sweep", "x", "metod=scratch"]) == 2
     err = capsys.readouterr().err.strip()

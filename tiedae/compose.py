@@ -40,15 +40,25 @@ def compose_config(
 
 def grid_configs(experiment: str, overrides: Sequence[str] = ()) -> list[DictConfig]:
     """The composed config of every job of a sweep experiment's grid (its ``a,b,c`` lists, in
-    the order Hydra's basic sweeper runs them: the first parameter varies slowest)."""
-    base = [f"experiment={experiment}", *overrides]
-    grid = compose_config(base, hydra_config=True).hydra.sweeper.params or {}
-    params = {key: str(value).split(",") for key, value in grid.items()}
+    the order Hydra's basic sweeper runs them: the first parameter varies slowest). As on
+    ``tiedae``'s command line, an override of a swept key replaces its list (``seed=1``, or
+    ``seed=1,2``), and an override's own list sweeps too."""
+    base = [f"experiment={experiment}"]
+    grid = compose_config([*base, *overrides], drop_grids=True, hydra_config=True)
+    params = {
+        key: [f"{key}={value}" for value in str(values).split(",")]
+        for key, values in (grid.hydra.sweeper.params or {}).items()
+    }
+    for override in _parse(overrides):
+        key = override.key_or_group
+        if override.is_sweep_override():
+            params[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        elif key in params:
+            params[key] = [override.input_line]
+        else:
+            base.append(override.input_line)
     points = itertools.product(*params.values())
-    return [
-        compose_config([*base, *(f"{k}={v}" for k, v in zip(params, point, strict=True))])
-        for point in points
-    ]
+    return [compose_config([*base, *point]) for point in points]
 
 
 def _parse(overrides: Sequence[str]) -> list:
