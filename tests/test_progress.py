@@ -16,8 +16,9 @@ class Terminal(io.StringIO):
         return True
 
 
-def counts(done=0, skipped=0, failed=0, running=0, hits=0) -> dict[str, int]:
-    return {"done": done, "skipped": skipped, "failed": failed, "running": running, "hits": hits}
+def counts(done=0, skipped=0, failed=0, running=0, hits=0, epochs=()) -> dict:
+    return {"done": done, "skipped": skipped, "failed": failed, "running": running, "hits": hits,
+            "epochs": list(epochs)}  # fmt: skip
 
 
 def test_a_line_every_few_jobs_where_stdout_is_not_a_terminal():
@@ -33,6 +34,20 @@ def test_a_line_every_few_jobs_where_stdout_is_not_a_terminal():
     assert lines[0].startswith("sweep smoke: 2/20 jobs (2 done, 0 skipped, 0 failed, 1 running)")
     assert "1 cache hits" in lines[0] and " left" in lines[0]
     assert "(5 done, 14 skipped, 1 failed, 0 running)" in lines[-1] and " left" not in lines[-1]
+
+
+def test_running_jobs_show_their_epoch_and_a_long_job_still_prints_a_line():
+    """In a log file a line comes every few jobs, and every ``heartbeat`` seconds while a job
+    runs: a ladder's job trains for an hour, and its epoch is the news."""
+    out = io.StringIO()
+    progress = Progress("repro", 30, lambda: counts(), out=out, heartbeat=3600)
+    progress.show(counts(running=1, epochs=[(17, 150)]))
+    assert out.getvalue() == ""  # neither a job ended nor an hour passed
+    progress.heartbeat = 0
+    progress.show(counts(running=2, epochs=[(17, 150), (3, None)]))
+    progress.show(counts(epochs=[]))  # nothing runs: no heartbeat
+    [line] = out.getvalue().splitlines()
+    assert "(0 done, 0 skipped, 0 failed, 2 running: epoch 17/150, epoch 3)" in line
 
 
 def test_a_bar_redrawn_in_place_on_a_terminal():
@@ -83,6 +98,24 @@ def test_two_processes_running_one_sweep_each_count_their_own_jobs(tmp_path):
     assert done_and_skipped("first") == (3, 1)
     assert done_and_skipped("second") == (1, 2)
     assert done_and_skipped(None) == (4, 3)  # the whole sweep, whoever ran it
+
+
+def test_a_running_jobs_epochs_come_from_its_logged_epochs_and_its_schedule(tmp_path):
+    from tiedae.tracking import ROLE, SWEEP, Tracker, TrackingSettings
+
+    tracker = Tracker(TrackingSettings(f"sqlite:///{tmp_path}/mlflow.db")).connect()
+    parent = tracker.sweep_parent("long")
+    tags = {ROLE: "job", SWEEP: "long"}
+    with tracker.run("ladder", tags, parent_run_id=parent) as ladder:
+        ladder.log_params({"objective.epochs": 150})
+        for epoch in range(3):
+            ladder.log_epoch({"clf/loss": 1.0 / (epoch + 1)}, step=epoch)
+        ladder.flush()
+        with tracker.run("scratch", tags, parent_run_id=parent) as scratch:
+            scratch.log_params({"objective.epochs": None})
+            found = tracker.sweep_progress("long", parent, since_ms=0)
+    assert found["running"] == 2 and sorted(found["epochs"]) == [(0, None), (3, 150)]
+    assert tracker.sweep_progress("long", parent, since_ms=0)["epochs"] == []
 
 
 def test_a_job_two_processes_both_ran_or_skipped_counts_once(tmp_path):

@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -218,23 +218,28 @@ class Progress:
     time and an estimate of what is left, read from the store by a background thread.
 
     On a terminal the line is redrawn in place as a progress bar; elsewhere (a log file, CI)
-    a line is printed every ``every`` jobs (about a tenth of the sweep) and at the end.
+    a line is printed every ``every`` jobs (about a tenth of the sweep), every ``heartbeat``
+    seconds while jobs run (a ladder's job trains for an hour), and at the end. Running jobs
+    show their epoch: ``1 running: epoch 17/150``.
     """
 
     def __init__(
         self,
         name: str,
         total: int | None,
-        poll: Callable[[], Mapping[str, int]],
+        poll: Callable[[], Mapping[str, Any]],
         out: TextIO | None = None,
         interval: float = 5.0,
+        heartbeat: float = 600.0,
     ) -> None:
         self.name, self.total, self.poll, self.interval = name, total, poll, interval
+        self.heartbeat = heartbeat
         self.out = out or sys.stdout
         self.live = self.out.isatty()
         self.every = max(1, (total or 10) // 10)
         self.started = time.monotonic()
         self.printed = 0  # jobs ended when the last line was printed
+        self.printed_at = self.started  # ... and when
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweep-progress", daemon=True)
 
@@ -256,20 +261,22 @@ class Progress:
             if counts is not None:
                 self.show(counts)
 
-    def read(self) -> Mapping[str, int] | None:
+    def read(self) -> Mapping[str, Any] | None:
         try:
             return self.poll()
         except Exception as error:  # a busy store: try again at the next tick
             log.debug("sweep progress: %s", error)
             return None
 
-    def show(self, counts: Mapping[str, int] | None, final: bool = False) -> None:
+    def show(self, counts: Mapping[str, Any] | None, final: bool = False) -> None:
         if counts is None:
             return
         ended = counts["done"] + counts["skipped"] + counts["failed"]
-        if not (self.live or final or ended >= self.printed + self.every):
+        now = time.monotonic()
+        beat = counts["running"] and now - self.printed_at >= self.heartbeat
+        if not (self.live or final or beat or ended >= self.printed + self.every):
             return
-        self.printed = ended
+        self.printed, self.printed_at = ended, now
         line = self.line(counts, time.monotonic() - self.started)
         if self.live:
             end = "\n" if final else ""
@@ -278,14 +285,14 @@ class Progress:
             self.out.write(f"{line}\n")
         self.out.flush()
 
-    def line(self, counts: Mapping[str, int], elapsed: float) -> str:
+    def line(self, counts: Mapping[str, Any], elapsed: float) -> str:
         done, skipped, failed = counts["done"], counts["skipped"], counts["failed"]
         ended = done + skipped + failed
         total = self.total if self.total is not None else "?"
         text = (
             f"sweep {self.name}: {ended}/{total} jobs ({done} done, {skipped} skipped, "
-            f"{failed} failed, {counts['running']} running), {counts['hits']} cache hits, "
-            f"{_clock(elapsed)} elapsed"
+            f"{failed} failed, {counts['running']} running{_epochs(counts.get('epochs'))}), "
+            f"{counts['hits']} cache hits, {_clock(elapsed)} elapsed"
         )
         trained = done + failed
         if self.total and trained and ended < self.total:
@@ -294,6 +301,14 @@ class Progress:
             filled = round(20 * min(ended, self.total) / self.total)
             text = f"[{'#' * filled}{'.' * (20 - filled)}] {text}"
         return text
+
+
+def _epochs(epochs: Sequence[tuple[int, int | None]] | None) -> str:
+    """``: epoch 17/150, epoch 3`` for the running jobs' (done, planned) epochs."""
+    if not epochs:
+        return ""
+    shown = [f"epoch {done}/{planned}" if planned else f"epoch {done}" for done, planned in epochs]
+    return ": " + ", ".join(shown)
 
 
 def _clock(seconds: float) -> str:

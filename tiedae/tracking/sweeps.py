@@ -7,6 +7,7 @@ import hashlib
 import os
 import socket
 import time
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -28,6 +29,8 @@ from tiedae.tracking.keys import (
 from tiedae.tracking.locks import process_alive
 from tiedae.tracking.runlog import RunLog
 from tiedae.tracking.store import TrackerBase
+
+EPOCH_METRIC = "clf/loss"  # logged once an epoch of the classifier stage, step = epoch (0-based)
 
 
 def skipped_tag(run_key: str, launch: str | None) -> str:
@@ -103,11 +106,12 @@ class Sweeps(TrackerBase):
 
     def sweep_progress(
         self, sweep: str, parent_run_id: str, since_ms: int, launch: str | None = None
-    ) -> dict[str, int]:
+    ) -> dict[str, Any]:
         """What the sweep's jobs did since ``since_ms`` (only those of ``launch``, when given:
         other processes may run the same sweep): jobs whose run ended FINISHED (``done``, of
         them ``hits`` loaded their pretrained model from the cache), ended otherwise
-        (``failed``), ``running``, and jobs ``skipped`` as already FINISHED.
+        (``failed``), ``running``, and jobs ``skipped`` as already FINISHED; ``epochs``, for
+        each running run, its classifier stage's epochs done and planned (``running_epochs``).
 
         A job is counted once, by its run key, however many runs it has (two processes may
         both run it, or one skip what the other ran): done if one of its runs FINISHED, else
@@ -116,11 +120,13 @@ class Sweeps(TrackerBase):
         if launch:
             where += f" and tags.`{LAUNCH}` = '{launch}'"
         state: dict[str, str] = {}  # run key (or run id, if untagged) -> done|hit|running|failed
+        running = []
         rank = {"failed": 0, "running": 1, "done": 2, "hit": 3}
         for run in self._search(where, max_results=50000):
             status, ended = run.info.status, run.info.end_time or 0
             if status == "RUNNING":
                 now = "running"
+                running.append(run)
             elif ended < since_ms:
                 continue
             elif status == "FINISHED":
@@ -143,7 +149,17 @@ class Sweeps(TrackerBase):
             "running": states.count("running"),
             "skipped": len(skipped - set(state)),
             "hits": states.count("hit"),
+            "epochs": [self.running_epochs(run) for run in running],
         }
+
+    def running_epochs(self, run: mlflow.entities.Run) -> tuple[int, int | None]:
+        """A running job's epochs done in its classifier stage (0 while it pretrains) and the
+        epochs it plans when its params say (``objective.epochs``: the objectives' rows, whose
+        schedules run to the end; other rows may stop early)."""
+        history = self.client.get_metric_history(run.info.run_id, EPOCH_METRIC)
+        done = max((metric.step for metric in history), default=-1) + 1
+        planned = run.data.params.get("objective.epochs", "")
+        return done, int(planned) if planned.isdigit() else None
 
     def sweep_names(self) -> list[str]:
         """Sweep names, newest first."""
