@@ -54,6 +54,9 @@ sweep: setup  ## the default study (experiment=sweep; EXPERIMENT=benchmark for i
 table: $(STAMP)  ## table + plot of the latest sweep (or SWEEP=name; ARGS=tracking=server) into experiments/<sweep>/
 	$(BIN)/python -m tiedae.report $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
 
+plan: $(STAMP)  ## what a resumable sweep has done and has left, and the hours the rest takes (EXPERIMENT=, ARGS=)
+	$(BIN)/python -m tiedae.plan experiment=$(EXPERIMENT) $(ARGS)
+
 test: setup  ## the test suite, less the four end-to-end runs of outside systems (under 10 min on 2 cores)
 	$(BIN)/python -m pytest -q -m "not integration" $(ARGS)
 

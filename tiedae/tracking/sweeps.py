@@ -166,12 +166,14 @@ class Sweeps(TrackerBase):
         runs = self._search(f"tags.`{ROLE}` = 'sweep'")
         return [run.data.tags[SWEEP] for run in runs]
 
-    def jobs_frame(self, sweep: str, finished_only: bool = True) -> pd.DataFrame:
-        """The sweep's job runs as mlflow.search_runs gives them: one row a run; a job that
-        loaded or trained a pretrained encoder has its pretraining run's pool params
-        (``POOL_PARAMS``: the images it was pretrained on) where it logged none of its own."""
+    def jobs_frame(self, sweep: str | None, finished_only: bool = True) -> pd.DataFrame:
+        """The sweep's job runs (every sweep's: ``None``) as mlflow.search_runs gives them: one
+        row a run; a job that loaded or trained a pretrained encoder has its pretraining run's
+        pool params (``POOL_PARAMS``: the images it was pretrained on) where it logged none of
+        its own."""
         status = " and attributes.status = 'FINISHED'" if finished_only else ""
-        jobs = self._frame(f"tags.`{ROLE}` = 'job' and tags.`{SWEEP}` = '{sweep}'{status}")
+        of_sweep = f" and tags.`{SWEEP}` = '{sweep}'" if sweep is not None else ""
+        jobs = self._frame(f"tags.`{ROLE}` = 'job'{of_sweep}{status}")
         return self._with_pretraining_pools(jobs)
 
     def _frame(self, where: str) -> pd.DataFrame:
