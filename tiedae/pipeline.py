@@ -143,12 +143,17 @@ def printed_to(path: Path | None, echo: bool) -> Iterator[None]:
             handler.setLevel(level)
 
 
+def job_spec(cfg: DictConfig, splits: Splits) -> RunSpec:
+    """The job, resolved (names, keys and identities, derived once for every stage): ``cfg``
+    with its objective's settings for its labeled count. ``tiedae.plan`` keys jobs with it."""
+    return resolve(settle_for_labels(cfg, check_labels_fit(cfg, splits)))
+
+
 def _run_job(cfg: DictConfig, job_log: Path | None) -> dict[str, float]:
     splits, tracker = prepare(cfg)
-    cfg = settle_for_labels(cfg, check_labels_fit(cfg, splits))
-    configure_runtime(cfg)
-    spec = resolve(cfg)  # names, keys and identities, derived once for every stage below
+    spec = job_spec(cfg, splits)
     cfg = spec.cfg
+    configure_runtime(cfg)
     sweep = cfg.sweep.get("name")
     run_key, parts = spec.job.key, spec.job.parts
     parent = tracker.sweep_parent(sweep) if sweep else None

@@ -30,20 +30,16 @@ class PlannedJob:
 
 
 def planned_jobs(experiment: str, overrides: Sequence[str]) -> list[PlannedJob]:
-    """The grid's distinct jobs, each keyed as its run will be (``pipeline``'s steps up to the
-    key: validation, the data, the labeled count's settings, ``resolve``)."""
+    """The grid's distinct jobs, each keyed as its run will be (``pipeline.job_spec``)."""
     from tiedae.compose import grid_configs
     from tiedae.config import validate
-    from tiedae.config.resolved import resolve
     from tiedae.data import load_dataset
-    from tiedae.objectives import settle_for_labels
-    from tiedae.run_inputs import check_labels_fit
+    from tiedae.pipeline import job_spec
 
     jobs: dict[str, PlannedJob] = {}
     for cfg in grid_configs(experiment, overrides):
         validate(cfg)
-        n_labels = check_labels_fit(cfg, load_dataset(cfg.data))  # cached per dataset
-        spec = resolve(settle_for_labels(cfg, n_labels))
+        spec = job_spec(cfg, load_dataset(cfg.data))  # the data cached per dataset
         parts = (spec.job.parts["settings"], spec.job.parts["data"])
         jobs.setdefault(spec.job.key, PlannedJob(spec.method, spec.job.key, parts))
     return list(jobs.values())
@@ -141,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if len(experiments) != 1:
             raise ConfigError("name the sweep's experiment once, e.g. experiment=reproduction")
-        cfg = compose_config([*args.overrides], drop_grids=True, hydra_config=True)
+        cfg = compose_config(args.overrides, drop_grids=True, hydra_config=True)
         sweep = cfg.sweep.get("name")
         if not sweep:
             raise ConfigError(f"experiment={experiments[0]} names no sweep (sweep.name)")

@@ -277,7 +277,7 @@ class Progress:
         if not (self.live or final or beat or ended >= self.printed + self.every):
             return
         self.printed, self.printed_at = ended, now
-        line = self.line(counts, time.monotonic() - self.started)
+        line = self.line(counts, now - self.started)
         if self.live:
             end = "\n" if final else ""
             self.out.write(f"\r\033[K{line}{end}")
