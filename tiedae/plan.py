@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-KEY_TAGS = ("tags.tiedae.key.settings", "tags.tiedae.key.data")  # the key's parts but code
+from tiedae.run_keys import KEY_PART
+from tiedae.tracking.keys import RUN_KEY
+
+RUN_KEY_TAG = f"tags.{RUN_KEY}"
+KEY_TAGS = (f"tags.{KEY_PART}settings", f"tags.{KEY_PART}data")  # the key's parts but code
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def planned_jobs(experiment: str, overrides: Sequence[str]) -> list[PlannedJob]:
 def job_states(jobs: Sequence[PlannedJob], finished: pd.DataFrame) -> pd.DataFrame:
     """One row a job: method and state (finished, other code, left), from the sweep's FINISHED
     job runs (``Tracker.jobs_frame``)."""
-    keys = set(finished.get("tags.tiedae.run_key", pd.Series(dtype=str)))
+    keys = set(finished.get(RUN_KEY_TAG, pd.Series(dtype=str)))
     same_parts = (
         set(map(tuple, finished[list(KEY_TAGS)].to_numpy()))
         if set(KEY_TAGS) <= set(finished)
